@@ -1,0 +1,208 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Audio encoder node: microphone PCM (audio_common_msgs) in, one Embedding per hop out."""
+
+from collections import Counter, deque
+import threading
+import time
+
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from diagnostic_msgs.msg import DiagnosticStatus
+from late_fusion_msgs.msg import Embedding
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+
+from .core.audio import (AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper,
+                         StreamResampler, to_mono)
+from .core.encoders import make_audio_encoder
+from .core.errors import InputError
+from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
+                         now_sec, qos_override, sec_to_duration, sec_to_stamp, SENSOR_QOS,
+                         spin_node, stamp_to_sec)
+
+
+class AudioEncoderNode(Node):
+    """Frame a PCM stream into windows and publish the encoder's output for every hop.
+
+    Subscribes `audio_stamped` (AudioDataStamped) or, with `stamped:=false`, the headerless
+    `audio` (AudioData), plus `audio_info` (AudioInfo). Publishes `embedding`.
+    The subscription callback only decodes and frames (cheap, never drops a sample); a
+    worker thread runs the model, so the executor stays free for parameters and shutdown.
+    If the model falls behind, the oldest pending windows are skipped and counted instead
+    of letting latency grow without bound.
+    """
+
+    def __init__(self):
+        super().__init__('audio_encoder')
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self._modality = d('modality', 'audio', 'Modality name put in each Embedding.',
+                           read_only=True)
+        encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad.', read_only=True)
+        device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
+                   read_only=True)
+        threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
+                    read_only=True, min_value=1, max_value=64)
+        stamped = d('stamped', True, 'Subscribe audio_stamped (AudioDataStamped); false: '
+                    'headerless audio (AudioData), stamped from arrival time.', read_only=True)
+        self._rate = d('sample_rate', 16000, 'Input sample rate until audio_info says '
+                       'otherwise.', min_value=1000, max_value=384000)
+        self._channels = d('channels', 1, 'Input channels until audio_info says otherwise.',
+                           min_value=1, max_value=64)
+        self._format = d('sample_format', 'S16LE', 'Input sample format until audio_info '
+                         'says otherwise: S16LE, S32LE, F32LE or U8.')
+        self._channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
+                          min_value=-1, max_value=63)
+        max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the model; '
+                        'older ones are skipped and counted.', min_value=1, max_value=10000)
+        self._frame_id = d('frame_id', '', 'frame_id for headerless input.')
+
+        import torch
+        torch.set_num_threads(threads)
+        self._encoder = make_audio_encoder(encoder_name, device=device)
+        self._encoder.warmup()
+        self._lock = threading.Condition()
+        self._pending = deque(maxlen=max_pending)
+        self._counts = Counter()
+        self._seq = 0
+        self._coding_ok = True
+        self._reset_stream()
+
+        self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        self.create_subscription(AudioInfo, 'audio_info', self._on_info, 10)
+        topic = 'audio_stamped' if stamped else 'audio'
+        self.create_subscription(
+            AudioDataStamped if stamped else AudioData, topic,
+            self._on_stamped if stamped else self._on_raw, SENSOR_QOS,
+            qos_overriding_options=qos_override(),
+            event_callbacks=incompatible_qos_hint(self, topic),
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self._diag = Diagnostics(self)
+        self._diag.add('audio encoder', self._diagnostics)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name='audio_encoder', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {self._encoder.encoder_id} on '{self.resolve_topic_name(topic)}', window "
+            f'{self._encoder.window} hop {self._encoder.hop} at {self._encoder.sample_rate} Hz')
+
+    # ------------------------------------------------------------------ input side
+    def _reset_stream(self):
+        enc = self._encoder
+        self._resampler = StreamResampler(self._rate, enc.sample_rate)
+        self._framer = AudioFramer(enc.window, enc.hop)
+        self._stamper = HeaderlessStamper()
+        with self._lock:
+            self._pending.clear()
+            self._reset_model = True
+
+    def _on_info(self, msg: AudioInfo):
+        try:
+            check_coding_format(msg.coding_format)
+        except InputError as e:
+            if self._coding_ok:
+                self.get_logger().error(str(e))
+            self._coding_ok = False
+            return
+        self._coding_ok = True
+        fmt = (msg.sample_format or self._format).upper()
+        if (msg.sample_rate, msg.channels, fmt) != (self._rate, self._channels, self._format):
+            self.get_logger().info(f'audio_info: {msg.sample_rate} Hz, {msg.channels} ch, {fmt}')
+            self._rate, self._channels, self._format = msg.sample_rate, msg.channels, fmt
+            self._reset_stream()
+
+    def _on_stamped(self, msg: AudioDataStamped):
+        self._ingest(msg.audio.data, stamp_to_sec(msg.header.stamp), msg.header.frame_id)
+
+    def _on_raw(self, msg: AudioData):
+        self._ingest(msg.data, None, self._frame_id)
+
+    def _ingest(self, data, stamp, frame_id):
+        self._counts['chunks'] += 1
+        if not self._coding_ok:
+            self._reject('compressed_audio', 'audio_info reports compressed audio: set '
+                         'format:=wave on the audio driver')
+            return
+        try:
+            pcm = decode_pcm(data, self._format, self._channels)
+            mono = to_mono(pcm, self._channel)
+        except InputError as e:
+            self._reject(e.reason, str(e))
+            return
+        if stamp is None:
+            stamp = self._stamper.stamp(now_sec(self), len(mono), self._rate)
+        resampled = self._resampler.process(mono)
+        # The resampler delays output slightly; stamps follow the framer's sample clock.
+        frames = self._framer.push(resampled, stamp, self._encoder.sample_rate)
+        with self._lock:
+            for frame in frames:
+                if len(self._pending) == self._pending.maxlen:
+                    self._counts['skipped_windows'] += 1
+                    self._reset_model = True  # a gap for a streaming model
+                self._pending.append((frame, frame_id))
+            self._lock.notify()
+
+    def _reject(self, reason, text):
+        self._counts['rejected'] += 1
+        self._counts[f'rejected_{reason}'] += 1
+        self.get_logger().warn(f'rejected audio chunk ({reason}): {text}',
+                               throttle_duration_sec=5.0)
+
+    # ------------------------------------------------------------------ model side
+    def _work(self):
+        enc = self._encoder
+        while self._running:
+            with self._lock:
+                while self._running and not self._pending:
+                    self._lock.wait(0.2)
+                if not self._running:
+                    return
+                frame, frame_id = self._pending.popleft()
+                reset, self._reset_model = self._reset_model, False
+            if reset:
+                enc.reset()
+            t0 = time.perf_counter()
+            out = enc.encode(frame.samples)
+            dt = time.perf_counter() - t0
+            msg = Embedding()
+            msg.header.stamp = sec_to_stamp(frame.stamp)
+            msg.header.frame_id = frame_id
+            msg.modality = self._modality
+            msg.encoder_id = enc.encoder_id
+            msg.seq = self._seq
+            msg.data = out.data.astype(np.float32).tolist()
+            msg.labels = list(out.labels)
+            msg.scores = out.scores.astype(np.float32).tolist()
+            msg.source_duration = sec_to_duration(enc.window / enc.sample_rate)
+            msg.processing_time = sec_to_duration(dt)
+            self._seq += 1
+            self._counts['embeddings'] += 1
+            self._pub.publish(msg)
+
+    def _diagnostics(self):
+        c = dict(self._counts)
+        level = DiagnosticStatus.OK
+        message = 'ok'
+        if not self._coding_ok:
+            level, message = DiagnosticStatus.ERROR, 'compressed audio: set format:=wave'
+        elif c.get('skipped_windows', 0):
+            level, message = DiagnosticStatus.WARN, 'model cannot keep up: windows skipped'
+        c.update(encoder=self._encoder.encoder_id, pending=len(self._pending),
+                 sample_rate=self._rate, channels=self._channels, format=self._format)
+        return level, message, c
+
+    def close(self):
+        """Stop the worker thread (called before destroy_node)."""
+        self._running = False
+        with self._lock:
+            self._lock.notify_all()
+        self._worker.join(timeout=2.0)
+
+
+def main(args=None):
+    """Run the audio encoder node."""
+    spin_node(AudioEncoderNode, args)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,166 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Fusion node: one plain subscription per modality, a fused output on every arrival."""
+
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState
+import numpy as np
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.node import Node
+
+from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, ModalityConfig,
+                          STRATEGIES)
+from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
+                         sec_to_stamp, spin_node, stamp_to_sec)
+
+_MODALITY_PARAMS = ('prior', 'max_age', 'decay', 'time_constant', 'dim')
+
+
+class FusionNode(Node):
+    """Fuse per-modality embeddings without ever waiting for a slow modality.
+
+    For every name in `modalities` it subscribes `<name>/embedding` (remap freely) with its
+    own plain subscription: no synchroniser, so an audio embedding is fused and published
+    at once even when the last camera embedding is old or missing. The ROS-free
+    FusionEngine keeps per-modality state and recomputes only the arriving modality's
+    contribution. Publishes `fusion_output` (FusionOutput) on every accepted arrival.
+    """
+
+    def __init__(self):
+        super().__init__('fusion')
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        names = d('modalities', ['audio', 'vision'], 'Modalities to fuse; each subscribes '
+                  '<name>/embedding.', read_only=True)
+        d('strategy', 'speaking_to_robot', f'Fusion strategy: {", ".join(sorted(STRATEGIES))}.')
+        d('model_path', '', 'File of the meta_learner or attention strategy.')
+        d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set within "
+          'sync_slop (ApproximateTimeSynchronizer semantics, the benchmark baseline).')
+        d('sync_slop', 0.1, 'Seconds: the sync policy fuses sets this close together.',
+          min_value=0.0, max_value=10.0)
+        for name in names:
+            p = f'modality_params.{name}.'
+            d(p + 'prior', 1.0, f'Prior weight of {name}.', min_value=0.0, max_value=1000.0)
+            d(p + 'max_age', 2.0, f'Seconds after which {name} is stale and contributes '
+              'nothing.', min_value=1e-3, max_value=3600.0)
+            d(p + 'decay', 'exponential', f'Weight decay with age of {name}: exponential, '
+              'linear or none.')
+            d(p + 'time_constant', 1.0, f'Seconds, exponential decay of {name}.',
+              min_value=1e-3, max_value=3600.0)
+            d(p + 'dim', 0, f'Expected embedding length of {name}; 0 = not checked.',
+              min_value=0, max_value=1 << 20)
+            d(p + 'min_interval', 0.0, f'Minimum seconds between outputs triggered by {name} '
+              '(rate limit for slow consumers; state is still updated).',
+              min_value=0.0, max_value=3600.0)
+        self._names = list(names)
+        self._lock = threading.Lock()  # engine updates and reconfiguration are atomic
+        self._engine = FusionEngine(self._config_from({}))
+        self._last_now = None
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self._pub = self.create_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
+        for name in self._names:
+            self.create_subscription(
+                Embedding, f'{name}/embedding',
+                lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
+                qos_overriding_options=qos_override())
+        self._published = 0
+        self._diag = Diagnostics(self)
+        self._diag.add('fusion', self._diagnostics)
+        self.get_logger().info(
+            f'fusing {self._names} with {self._engine.config.strategy} '
+            f'({self._engine.config.policy} policy)')
+
+    # ------------------------------------------------------------------ parameters
+    def _config_from(self, overrides: dict) -> FusionConfig:
+        """Build a FusionConfig from current parameters with `overrides` applied."""
+        def get(name):
+            return overrides[name] if name in overrides else self.get_parameter(name).value
+        mods, min_interval = [], {}
+        for name in self._names:
+            p = f'modality_params.{name}.'
+            mods.append(ModalityConfig(name=name, **{k: get(p + k) for k in _MODALITY_PARAMS}))
+            min_interval[name] = float(get(p + 'min_interval'))
+        params = {'model_path': get('model_path')} if get('model_path') else {}
+        return FusionConfig(modalities=mods, strategy=get('strategy'), strategy_params=params,
+                            policy=get('policy'), sync_slop=float(get('sync_slop')),
+                            min_interval=min_interval)
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Validate a run-time change fully, then swap the configuration between arrivals."""
+        overrides = {p.name: p.value for p in params}
+        try:
+            config = self._config_from(overrides)
+            with self._lock:
+                self._engine.reconfigure(config)
+        except (ValueError, TypeError, OSError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ arrivals
+    def _on_embedding(self, name: str, msg: Embedding):
+        entry = time.perf_counter()
+        inp = EmbeddingInput(
+            modality=msg.modality or name, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
+            data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
+            scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
+            frame_id=msg.header.frame_id)
+        now = now_sec(self)
+        with self._lock:
+            result = self._engine.update(inp, now)
+        if result.reset:
+            self.get_logger().warn('time jumped backwards (bag loop or sim time reset): '
+                                   'all modality state reset')
+        if not result.accepted:
+            self.get_logger().warn(
+                f"rejected {name} embedding seq {msg.seq} ('{inp.modality}'): {result.reason}",
+                throttle_duration_sec=5.0)
+            return
+        if result.output is None:
+            return
+        self._publish(result.output, msg.header.frame_id, entry)
+
+    def _publish(self, fused, frame_id: str, entry: float):
+        out = FusionOutput()
+        out.header.stamp = sec_to_stamp(fused.stamp)
+        out.header.frame_id = frame_id
+        out.trigger_modality = fused.trigger_modality
+        out.trigger_seq = fused.trigger_seq
+        out.strategy = fused.strategy
+        out.labels = list(fused.labels)
+        out.scores = np.asarray(fused.scores, np.float32).tolist()
+        out.decision = fused.decision
+        out.confidence = float(fused.confidence)
+        out.valid = bool(fused.valid)
+        for r in fused.modalities:
+            out.modalities.append(ModalityState(
+                modality=r.modality, present=r.present, stale=r.stale,
+                stamp=sec_to_stamp(r.stamp), age=float(r.age), weight=float(r.weight),
+                seq=r.seq, received=r.received, rejected=r.rejected, dropped=r.dropped))
+        out.capture_to_output_latency = now_sec(self) - fused.stamp
+        out.arrival_to_publish_latency = time.perf_counter() - entry
+        self._pub.publish(out)
+        self._published += 1
+
+    def _diagnostics(self):
+        with self._lock:
+            counters = self._engine.counters()
+        values = {'published': self._published, 'strategy': self._engine.config.strategy}
+        level = DiagnosticStatus.OK
+        for name, c in counters.items():
+            for key, value in c.items():
+                values[f'{name}.{key}'] = value
+            if c.get('rejected', 0):
+                level = DiagnosticStatus.WARN
+        return level, 'ok' if level == DiagnosticStatus.OK else 'inputs rejected', values
+
+
+def main(args=None):
+    """Run the fusion node."""
+    spin_node(FusionNode, args)
+
+
+if __name__ == '__main__':
+    main()

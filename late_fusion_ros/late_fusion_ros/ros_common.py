@@ -1,0 +1,135 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Small rclpy helpers shared by the nodes: parameters, QoS, stamps and the main loop."""
+
+from typing import Callable, Optional, Type
+
+from builtin_interfaces.msg import Duration as DurationMsg
+from builtin_interfaces.msg import Time as TimeMsg
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+import rclpy
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
+                       QoSReliabilityPolicy)
+from rclpy.qos_event import SubscriptionEventCallbacks
+from rclpy.qos_overriding_options import QoSOverridingOptions
+
+# Sensor inputs: best effort, shallow (rclpy's qos_profile_sensor_data); users can override
+# reliability/depth per topic from YAML thanks to QoSOverridingOptions.
+SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
+                        reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                        durability=QoSDurabilityPolicy.VOLATILE)
+# Embeddings and fused outputs are small and every one matters to the consumer: reliable.
+EMBEDDING_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=50,
+                           reliability=QoSReliabilityPolicy.RELIABLE,
+                           durability=QoSDurabilityPolicy.VOLATILE)
+
+
+def declare(node: Node, name: str, default, description: str, *, read_only: bool = False,
+            min_value=None, max_value=None, dynamic_typing: bool = False):
+    """Declare a parameter with a ParameterDescriptor and return its value."""
+    desc = ParameterDescriptor(description=description, read_only=read_only,
+                               dynamic_typing=dynamic_typing)
+    if min_value is not None or max_value is not None:
+        if isinstance(default, float):
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(min_value), to_value=float(max_value), step=0.0)]
+        else:
+            desc.integer_range = [IntegerRange(
+                from_value=int(min_value), to_value=int(max_value), step=0)]
+    return node.declare_parameter(name, default, desc).value
+
+
+def qos_override() -> QoSOverridingOptions:
+    """Let users override reliability, depth, history and durability of a topic from YAML."""
+    return QoSOverridingOptions.with_default_policies()
+
+
+def incompatible_qos_hint(node: Node, topic: str) -> SubscriptionEventCallbacks:
+    """Log a hint when a publisher's QoS cannot match a subscription (top camera complaint)."""
+    def on_incompatible(event):
+        node.get_logger().error(
+            f"'{node.resolve_topic_name(topic)}': a publisher with incompatible QoS was found "
+            f'(policy {event.last_policy_kind}, {event.total_count} so far). This subscription '
+            'is best effort by default; if the driver publishes best effort while you set '
+            'reliable, or uses transient_local, set qos_overrides./<topic>.subscription.'
+            'reliability in the parameters file.', throttle_duration_sec=10.0)
+    return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
+
+
+def stamp_to_sec(stamp: TimeMsg) -> float:
+    """Convert a builtin_interfaces/Time to float seconds."""
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def sec_to_stamp(t: float) -> TimeMsg:
+    """Convert float seconds to builtin_interfaces/Time (non-negative)."""
+    ns = max(0, int(round(t * 1e9)))
+    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def sec_to_duration(t: float) -> DurationMsg:
+    """Convert float seconds to builtin_interfaces/Duration."""
+    ns = int(round(t * 1e9))
+    return DurationMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def now_sec(node: Node) -> float:
+    """Return the node clock's time in seconds (ROS time: sim time when use_sim_time)."""
+    return node.get_clock().now().nanoseconds * 1e-9
+
+
+def spin_node(node_cls: Type[Node], args=None, threads: int = 2,
+              on_shutdown: Optional[Callable[[Node], None]] = None) -> None:
+    """Run one node until Ctrl-C or external shutdown, then clean up without a traceback."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = node_cls()
+        executor = MultiThreadedExecutor(num_threads=threads)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            if hasattr(node, 'close'):
+                node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+class Diagnostics:
+    """Publish counters as diagnostic_msgs/DiagnosticArray on /diagnostics.
+
+    diagnostic_updater has no wheel here, and what it would add for a handful of counters
+    is a timer and a message: this class is that, so rqt_robot_monitor and
+    diagnostic_aggregator see the same topic and message either way.
+    """
+
+    def __init__(self, node: Node, period: float = 1.0):
+        from diagnostic_msgs.msg import DiagnosticArray
+        self._node = node
+        self._array_type = DiagnosticArray
+        # /diagnostics is absolute by convention (the aggregator listens there).
+        self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._providers = []
+        self._timer = node.create_timer(period, self.publish)
+
+    def add(self, name: str, provider: Callable[[], tuple]) -> None:
+        """Add a status; provider() returns (level, message, {key: value})."""
+        self._providers.append((name, provider))
+
+    def publish(self) -> None:
+        """Publish every status now."""
+        from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+        array = self._array_type()
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        for name, provider in self._providers:
+            level, message, values = provider()
+            array.status.append(DiagnosticStatus(
+                level=level, name=f'{self._node.get_name()}: {name}', message=message,
+                hardware_id=self._node.get_fully_qualified_name(),
+                values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
+        self._pub.publish(array)

@@ -1,0 +1,137 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Vision encoder node: camera frames in, one Embedding per encoded frame out."""
+
+from collections import Counter
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from late_fusion_msgs.msg import Embedding
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image
+
+from .core.encoders import make_vision_encoder
+from .core.errors import InputError
+from .core.image import image_backend, image_msg_to_rgb
+from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
+                         qos_override, sec_to_duration, SENSOR_QOS, spin_node, stamp_to_sec)
+
+
+class VisionEncoderNode(Node):
+    """Encode the newest camera frame whenever the model is free (latest-frame-wins).
+
+    Subscribes `image` (sensor_msgs/Image, sensor-data QoS, overridable) and publishes
+    `embedding`. The callback only stores the message in a one-slot mailbox; a worker
+    thread converts and encodes it. A frame that arrives while the slot is still full
+    replaces the older one, which is counted as dropped: memory is bounded and the
+    capture-to-embedding latency is at most one model run plus the frame in progress.
+    """
+
+    def __init__(self):
+        super().__init__('vision_encoder')
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self._modality = d('modality', 'vision', 'Modality name put in each Embedding.',
+                           read_only=True)
+        encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: efficientnet_lite0.',
+                         read_only=True)
+        device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
+                   read_only=True)
+        threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
+                    read_only=True, min_value=1, max_value=64)
+        top_k = d('top_k', 5, 'ImageNet classes reported as named scores.', read_only=True,
+                  min_value=1, max_value=1000)
+
+        import torch
+        torch.set_num_threads(threads)
+        self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k)
+        self._encoder.warmup()
+        self._cond = threading.Condition()
+        self._slot = None
+        self._last_stamp = None
+        self._counts = Counter()
+        self._seq = 0
+
+        self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        self.create_subscription(
+            Image, 'image', self._on_image, SENSOR_QOS,
+            qos_overriding_options=qos_override(),
+            event_callbacks=incompatible_qos_hint(self, 'image'),
+            callback_group=MutuallyExclusiveCallbackGroup())
+        self._diag = Diagnostics(self)
+        self._diag.add('vision encoder', self._diagnostics)
+        self._running = True
+        self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"ready: {self._encoder.encoder_id} on '{self.resolve_topic_name('image')}' "
+            f'(image conversion: {image_backend()})')
+
+    def _on_image(self, msg: Image):
+        with self._cond:
+            self._counts['received'] += 1
+            if self._slot is not None:
+                self._counts['dropped'] += 1  # superseded before the model got to it
+            self._slot = (msg, time.perf_counter())
+            self._cond.notify()
+
+    def _work(self):
+        while self._running:
+            with self._cond:
+                while self._running and self._slot is None:
+                    self._cond.wait(0.2)
+                if not self._running:
+                    return
+                msg, _ = self._slot
+                self._slot = None
+            t0 = time.perf_counter()
+            try:
+                rgb = image_msg_to_rgb(msg)
+            except InputError as e:
+                self._counts['rejected'] += 1
+                self._counts[f'rejected_{e.reason}'] += 1
+                self.get_logger().warn(f'rejected image ({e.reason}): {e}',
+                                       throttle_duration_sec=5.0)
+                continue
+            out = self._encoder.encode(rgb)
+            dt = time.perf_counter() - t0
+            stamp = stamp_to_sec(msg.header.stamp)
+            emb = Embedding()
+            emb.header = msg.header  # capture stamp and frame_id of the camera frame
+            emb.modality = self._modality
+            emb.encoder_id = self._encoder.encoder_id
+            emb.seq = self._seq
+            emb.data = out.data.astype(np.float32).tolist()
+            emb.labels = list(out.labels)
+            emb.scores = out.scores.astype(np.float32).tolist()
+            period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+            emb.source_duration = sec_to_duration(max(0.0, period))
+            emb.processing_time = sec_to_duration(dt)
+            self._last_stamp = stamp
+            self._seq += 1
+            self._counts['encoded'] += 1
+            self._pub.publish(emb)
+
+    def _diagnostics(self):
+        c = dict(self._counts)
+        received = max(1, c.get('received', 0))
+        c.update(encoder=self._encoder.encoder_id, drop_rate=f"{c.get('dropped', 0) / received:.3f}")
+        return DiagnosticStatus.OK, 'ok', c
+
+    def close(self):
+        """Stop the worker thread (called before destroy_node)."""
+        self._running = False
+        with self._cond:
+            self._cond.notify_all()
+        self._worker.join(timeout=5.0)
+
+
+def main(args=None):
+    """Run the vision encoder node."""
+    spin_node(VisionEncoderNode, args)
+
+
+if __name__ == '__main__':
+    main()

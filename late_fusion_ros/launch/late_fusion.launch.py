@@ -1,0 +1,42 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Launch the audio encoder, vision encoder and fusion nodes onto existing driver topics.
+
+ros2 launch late_fusion_ros late_fusion.launch.py \
+    audio_topic:=/mic/audio_stamped audio_info_topic:=/mic/audio_info \
+    image_topic:=/camera/image_raw
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from late_fusion_ros.bringup import default_params_file, node_specs, PACKAGE
+
+ARGUMENTS = {
+    'audio_topic': ('audio_stamped', 'audio_common_msgs/AudioDataStamped topic'),
+    'audio_info_topic': ('audio_info', 'audio_common_msgs/AudioInfo topic'),
+    'image_topic': ('image', 'sensor_msgs/Image topic'),
+    'params_file': (default_params_file(), 'YAML parameters of the three nodes'),
+    'namespace': ('', 'Namespace of the three nodes'),
+    'use_sim_time': ('false', 'Use /clock (rosbag play --clock)'),
+}
+
+
+def _nodes(context):
+    arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
+    specs = node_specs(arg['audio_topic'], arg['audio_info_topic'], arg['image_topic'],
+                       arg['params_file'], arg['use_sim_time'].lower() == 'true')
+    return [Node(package=PACKAGE, executable=s.executable, name=s.name,
+                 namespace=arg['namespace'], remappings=s.remappings,
+                 parameters=s.params_files + [s.parameters], output='screen',
+                 emulate_tty=True)
+            for s in specs]
+
+
+def generate_launch_description():
+    """Declare the topic arguments and start the nodes."""
+    return LaunchDescription(
+        [DeclareLaunchArgument(name, default_value=default, description=desc)
+         for name, (default, desc) in ARGUMENTS.items()] + [OpaqueFunction(function=_nodes)])
