@@ -23,7 +23,8 @@ from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_h
 
 
 class AudioEncoderNode(Node):
-    """Frame a PCM stream into windows and publish the encoder's output for every hop.
+    """
+    Frame a PCM stream into windows and publish the encoder's output for every hop.
 
     Subscribes `audio_stamped` (AudioDataStamped) or, with `stamped:=false`, the headerless
     `audio` (AudioData), plus `audio_info` (AudioInfo). Publishes `embedding`.

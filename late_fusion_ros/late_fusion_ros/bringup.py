@@ -1,6 +1,7 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""What the launch file starts, as plain data, shared by launch and the ROS-free launcher.
+"""
+What the launch file starts, as plain data, shared by launch and the ROS-free launcher.
 
 `launch/late_fusion.launch.py` turns these specs into launch_ros Node actions on a real ROS
 install; `late_fusion_ros.launcher` turns the same specs into processes where launch_ros is
@@ -39,7 +40,8 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
                image_topic: str = 'image', params_file: Optional[str] = None,
                use_sim_time: bool = False, extra_params: Optional[Dict] = None
                ) -> List[NodeSpec]:
-    """Return the three nodes of late_fusion_ros wired onto the given driver topics.
+    """
+    Return the three nodes of late_fusion_ros wired onto the given driver topics.
 
     The encoders publish `audio/embedding` and `vision/embedding`, which are the topics the
     fusion node subscribes for its default modalities `audio` and `vision`.

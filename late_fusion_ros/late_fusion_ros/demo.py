@@ -1,6 +1,7 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""`late_fusion_demo`: real speech and photos through the three nodes, fused outputs printed.
+"""
+`late_fusion_demo`: real speech and photos through the three nodes, fused outputs printed.
 
 Starts the media player (playing espeak-ng speech, silence and noise as a microphone and
 scikit-image photos as a camera), the audio encoder, vision encoder and fusion nodes as
@@ -12,7 +13,7 @@ import os
 import sys
 import time
 
-from .bringup import NodeSpec, node_specs
+from .bringup import node_specs, NodeSpec
 from .launcher import ProcessGroup
 
 
@@ -57,7 +58,7 @@ def _monitor(duration: float, every: float) -> int:
 
 def main(argv=None):
     """Run the demo for --duration seconds (0: until Ctrl-C)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--duration', type=float, default=0.0)
     parser.add_argument('--print-every', type=float, default=0.25,
                         help='seconds between printed audio-triggered outputs')

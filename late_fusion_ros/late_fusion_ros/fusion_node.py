@@ -20,7 +20,8 @@ _MODALITY_PARAMS = ('prior', 'max_age', 'decay', 'time_constant', 'dim')
 
 
 class FusionNode(Node):
-    """Fuse per-modality embeddings without ever waiting for a slow modality.
+    """
+    Fuse per-modality embeddings without ever waiting for a slow modality.
 
     For every name in `modalities` it subscribes `<name>/embedding` (remap freely) with its
     own plain subscription: no synchroniser, so an audio embedding is fused and published

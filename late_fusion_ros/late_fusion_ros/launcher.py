@@ -1,6 +1,7 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""Start NodeSpecs as processes and stop them with SIGINT, where `ros2 launch` is absent.
+"""
+Start NodeSpecs as processes and stop them with SIGINT, where `ros2 launch` is absent.
 
 launch_ros has no wheel on PyPI, so the demo and the integration tests start the same
 NodeSpecs the launch file uses with this small process group instead.

@@ -1,6 +1,7 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""Media player node: plays real speech and photos as a microphone and a camera driver would.
+"""
+Media player node: plays real speech and photos as a microphone and a camera driver would.
 
 Publishes `audio_stamped` (audio_common_msgs/AudioDataStamped, S16LE chunks in real time),
 `audio_info` (AudioInfo, once a second) and `image` (sensor_msgs/Image, rgb8), so the demo

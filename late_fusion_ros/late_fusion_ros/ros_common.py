@@ -101,7 +101,8 @@ def spin_node(node_cls: Type[Node], args=None, threads: int = 2,
 
 
 class Diagnostics:
-    """Publish counters as diagnostic_msgs/DiagnosticArray on /diagnostics.
+    """
+    Publish counters as diagnostic_msgs/DiagnosticArray on /diagnostics.
 
     diagnostic_updater has no wheel here, and what it would add for a handful of counters
     is a timer and a message: this class is that, so rqt_robot_monitor and

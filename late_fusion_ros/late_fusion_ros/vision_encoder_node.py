@@ -21,7 +21,8 @@ from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_h
 
 
 class VisionEncoderNode(Node):
-    """Encode the newest camera frame whenever the model is free (latest-frame-wins).
+    """
+    Encode the newest camera frame whenever the model is free (latest-frame-wins).
 
     Subscribes `image` (sensor_msgs/Image, sensor-data QoS, overridable) and publishes
     `embedding`. The callback only stores the message in a one-slot mailbox; a worker
@@ -117,7 +118,8 @@ class VisionEncoderNode(Node):
     def _diagnostics(self):
         c = dict(self._counts)
         received = max(1, c.get('received', 0))
-        c.update(encoder=self._encoder.encoder_id, drop_rate=f"{c.get('dropped', 0) / received:.3f}")
+        c.update(encoder=self._encoder.encoder_id,
+                 drop_rate=f"{c.get('dropped', 0) / received:.3f}")
         return DiagnosticStatus.OK, 'ok', c
 
     def close(self):

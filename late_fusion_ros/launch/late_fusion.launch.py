@@ -1,18 +1,18 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""Launch the audio encoder, vision encoder and fusion nodes onto existing driver topics.
+"""
+Launch the audio encoder, vision encoder and fusion nodes onto existing driver topics.
 
 ros2 launch late_fusion_ros late_fusion.launch.py \
     audio_topic:=/mic/audio_stamped audio_info_topic:=/mic/audio_info \
     image_topic:=/camera/image_raw
 """
 
+from late_fusion_ros.bringup import default_params_file, node_specs, PACKAGE
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-
-from late_fusion_ros.bringup import default_params_file, node_specs, PACKAGE
 
 ARGUMENTS = {
     'audio_topic': ('audio_stamped', 'audio_common_msgs/AudioDataStamped topic'),

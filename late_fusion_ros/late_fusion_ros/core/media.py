@@ -1,6 +1,7 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""Real test media made on the machine: espeak-ng speech, silence and noise; photos.
+"""
+Real test media made on the machine: espeak-ng speech, silence and noise; photos.
 
 Used by the demo, the integration tests and the benchmarks so that the models see real
 speech and real photographs, never synthetic stand-ins.
@@ -43,7 +44,7 @@ def speech(text: str, rate: int = RATE) -> np.ndarray:
 
 
 def noise(seconds: float, rate: int = RATE, volume: float = 0.1) -> np.ndarray:
-    """Return sox pink noise (int16) of `seconds`."""
+    """Return `seconds` of sox pink noise as int16 samples."""
     from scipy.io import wavfile
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, 'noise.wav')
@@ -55,7 +56,8 @@ def noise(seconds: float, rate: int = RATE, volume: float = 0.1) -> np.ndarray:
 
 def scenario(pattern: str = 'speech silence speech noise speech silence',
              gap: float = 3.0, rate: int = RATE) -> Tuple[np.ndarray, List[Segment]]:
-    """Concatenate spoken sentences, silences and noise; return samples and segments.
+    """
+    Concatenate spoken sentences, silences and noise; return samples and segments.
 
     Speech segments are the espeak-ng utterances themselves (trimmed of their leading and
     trailing quiet), so a segment's bounds are where the speech really is.
@@ -80,7 +82,7 @@ def scenario(pattern: str = 'speech silence speech noise speech silence',
 
 
 def photo(name: str) -> np.ndarray:
-    """Return a scikit-image sample photo (astronaut, chelsea, coffee, rocket) as RGB uint8."""
+    """Return the scikit-image sample named `name` (e.g. astronaut, chelsea) as RGB uint8."""
     import skimage.data
     img = getattr(skimage.data, name)()
     if img.ndim == 2:

