@@ -1,0 +1,286 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+The fusion engine: per-modality state, validation, staleness and delta-state updates.
+
+Every modality keeps its latest accepted input and the strategy's cached term for it. An
+arrival validates the input, recomputes only its own modality's term and then fuses: the
+other modalities' terms are reused and only their O(1) weights are recomputed for `now`.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+import math
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from . import datatypes as t
+from .datatypes import (
+    EmbeddingInput, FusionConfig, FusionResult, ModalityConfig, ModalityReport, UpdateResult)
+from .registry import make_strategy
+from .strategies import Entry
+from .sync import ApproximateSync
+
+# A `now` this much earlier than the last one means the clock was reset (bag loop, sim time).
+TIME_RESET_TOLERANCE = 1.0
+# Queue length of the 'sync' baseline, as commonly given to ApproximateTimeSynchronizer.
+SYNC_QUEUE_SIZE = 10
+# Counter key for inputs naming a modality that is not configured.
+UNKNOWN_KEY = '<unknown>'
+_EMPTY = np.zeros(0, np.float32)
+
+
+@dataclass
+class _Slot:
+    """State of one configured modality."""
+
+    cfg: ModalityConfig
+    inp: Optional[EmbeddingInput] = None  # latest input used for fusion
+    term: Any = None                      # strategy's cached term for `inp`
+    confidence: float = 1.0               # max score of `inp`, 1 without scores
+    arrival: float = 0.0                  # `now` when `inp` was accepted
+    last_stamp: float = -math.inf         # latest accepted stamp, for ordering checks
+    last_seq: Optional[int] = None
+    last_output: Optional[float] = None   # `now` of the last output this modality triggered
+    counts: Counter = field(default_factory=Counter)
+
+    def clear_state(self) -> None:
+        self.inp, self.term, self.confidence, self.arrival = None, None, 1.0, 0.0
+        self.last_stamp, self.last_seq, self.last_output = -math.inf, None, None
+
+
+def decay_factor(cfg: ModalityConfig, age: float) -> float:
+    """Return the staleness factor in [0, 1] of an input `age` seconds old (0 once stale)."""
+    if age > cfg.max_age:
+        return 0.0
+    age = max(age, 0.0)  # a stamp slightly ahead of `now` (clock skew) counts as fresh
+    if cfg.decay == 'exponential':
+        return math.exp(-age / cfg.time_constant)
+    if cfg.decay == 'linear':
+        return 1.0 - age / cfg.max_age
+    return 1.0
+
+
+def _as_input(inp: EmbeddingInput) -> EmbeddingInput:
+    """Return `inp` with data and scores as 1-D float32 arrays (no copy when they already are)."""
+    data = np.asarray(inp.data, np.float32).reshape(-1)
+    scores = np.asarray(inp.scores, np.float32).reshape(-1)
+    if data is inp.data and scores is inp.scores:
+        return inp
+    return EmbeddingInput(inp.modality, inp.seq, inp.stamp, data, list(inp.labels), scores,
+                          inp.encoder_id, inp.frame_id)
+
+
+def _invalid_reason(inp: EmbeddingInput, cfg: ModalityConfig) -> str:
+    """Return why `inp` is malformed, or '' (content checks only, no state involved)."""
+    if not inp.data.size and not inp.scores.size:
+        return t.EMPTY
+    if len(inp.labels) != inp.scores.size:
+        return t.LENGTH_MISMATCH
+    if cfg.dim and inp.data.size != cfg.dim:
+        return t.WRONG_DIMENSION
+    if not (np.isfinite(inp.data).all() and np.isfinite(inp.scores).all()
+            and math.isfinite(inp.stamp)):
+        return t.NON_FINITE
+    return ''
+
+
+class FusionEngine:
+    """
+    Asynchronous late fusion of per-modality embeddings; see the module docstring.
+
+    Thread-safe: one lock serialises update, evaluate, reconfigure and reset, so a
+    reconfiguration always lands between two arrivals. The engine keeps references to the
+    input arrays it accepts; callers hand over fresh arrays and do not modify them later.
+    """
+
+    def __init__(self, config: FusionConfig, full_recompute: bool = False):
+        """
+        Validate `config` (ValueError) and build the engine.
+
+        With `full_recompute` every present modality's term is recomputed on every arrival
+        instead of only the arriving one's: the reference the delta update is measured
+        against. Outputs are identical either way.
+        """
+        self.full_recompute = full_recompute
+        self._lock = threading.Lock()
+        self._last_now: Optional[float] = None
+        self._unknown: Counter = Counter()
+        self._config, self._strategy, self._slots, self._sync = self._build(config, {})
+
+    # -- configuration ----------------------------------------------------------------------
+
+    @property
+    def config(self) -> FusionConfig:
+        """Return the active configuration."""
+        return self._config
+
+    def _build(self, config: FusionConfig, old: Dict[str, _Slot]):
+        """
+        Validate `config` and return new (config, strategy, slots, sync) without side effects.
+
+        Slots of modalities that still exist keep their state, with terms recomputed by the
+        new strategy; an input the new configuration would reject is forgotten.
+        """
+        t.validate_config(config)
+        strategy = make_strategy(config.strategy, config.strategy_params, config.modalities)
+        slots = {}
+        for cfg in config.modalities:
+            prev = old.get(cfg.name)
+            slot = _Slot(cfg) if prev is None else _Slot(
+                cfg, prev.inp, None, prev.confidence, prev.arrival, prev.last_stamp,
+                prev.last_seq, prev.last_output, Counter(prev.counts))
+            if slot.inp is not None:
+                if _invalid_reason(slot.inp, cfg) or strategy.check(slot.inp):
+                    slot.inp, slot.confidence = None, 1.0
+                else:
+                    slot.term = strategy.project(slot.inp)
+            slots[cfg.name] = slot
+        sync = None
+        if config.policy == 'sync':
+            sync = ApproximateSync(len(slots), SYNC_QUEUE_SIZE, config.sync_slop)
+        return config, strategy, slots, sync
+
+    def reconfigure(self, config: FusionConfig) -> None:
+        """Swap in `config` atomically; raise ValueError, changing nothing, when it is invalid."""
+        with self._lock:
+            built = self._build(config, self._slots)
+            self._config, self._strategy, self._slots, self._sync = built
+
+    def reset(self) -> None:
+        """Forget all inputs, pending sync sets and counters."""
+        with self._lock:
+            self._reset_state()
+            for slot in self._slots.values():
+                slot.counts.clear()
+            self._unknown.clear()
+            self._last_now = None
+
+    def _reset_state(self) -> None:
+        for slot in self._slots.values():
+            slot.clear_state()
+        if self._sync is not None:
+            self._sync.clear()
+
+    def counters(self) -> Dict[str, Dict[str, int]]:
+        """
+        Per modality: received, rejected, dropped and one count per reason seen.
+
+        Inputs for unconfigured modalities are counted under '<unknown>'.
+        """
+        with self._lock:
+            out = {name: self._counts(slot.counts) for name, slot in self._slots.items()}
+            if self._unknown:
+                out[UNKNOWN_KEY] = self._counts(self._unknown)
+            return out
+
+    @staticmethod
+    def _counts(counts: Counter) -> Dict[str, int]:
+        return {'received': 0, 'rejected': 0, 'dropped': 0, **counts}
+
+    # -- arrivals ---------------------------------------------------------------------------
+
+    def update(self, inp: EmbeddingInput, now: float) -> UpdateResult:
+        """Validate `inp`, update its modality's state and fuse; `now` on the stamps' clock."""
+        with self._lock:
+            reset = self._last_now is not None and now < self._last_now - TIME_RESET_TOLERANCE
+            if reset:
+                self._reset_state()
+            self._last_now = now
+            result = self._update(inp, now)
+            result.reset = reset
+            return result
+
+    def _reject(self, counts: Counter, reason: str, kind: str) -> UpdateResult:
+        counts[kind] += 1
+        counts[reason] += 1
+        return UpdateResult(False, reason, None)
+
+    def _update(self, inp: EmbeddingInput, now: float) -> UpdateResult:
+        slot = self._slots.get(inp.modality)
+        if slot is None:
+            return self._reject(self._unknown, t.UNKNOWN_MODALITY, 'rejected')
+        inp = _as_input(inp)
+        reason = _invalid_reason(inp, slot.cfg) or self._strategy.check(inp)
+        if reason:
+            return self._reject(slot.counts, reason, 'rejected')
+        if inp.seq == slot.last_seq:
+            return self._reject(slot.counts, t.DUPLICATE_SEQ, 'dropped')
+        if inp.stamp < slot.last_stamp:
+            return self._reject(slot.counts, t.OUT_OF_ORDER, 'dropped')
+        slot.counts['received'] += 1
+        slot.last_stamp, slot.last_seq = inp.stamp, inp.seq
+        term = self._strategy.project(inp)
+        if self._sync is None:
+            self._store(slot, inp, term, now)
+        else:
+            index = list(self._slots).index(inp.modality)
+            matched = self._sync.add(index, inp.stamp, (inp, term))
+            if matched is None:
+                return UpdateResult(True, t.WAITING_FOR_SYNC, None)
+            for other, (other_inp, other_term) in zip(self._slots.values(), matched):
+                self._store(other, other_inp, other_term, now)
+        if self.full_recompute:
+            for other in self._slots.values():
+                if other.inp is not None:
+                    other.term = self._strategy.project(other.inp)
+        interval = self._config.min_interval.get(inp.modality, 0.0)
+        if interval > 0.0 and slot.last_output is not None and now - slot.last_output < interval:
+            slot.counts['dropped'] += 1
+            slot.counts[t.RATE_LIMITED] += 1
+            return UpdateResult(True, t.RATE_LIMITED, None)
+        slot.last_output = now
+        return UpdateResult(True, '', self._evaluate(now, inp))
+
+    @staticmethod
+    def _store(slot: _Slot, inp: EmbeddingInput, term: Any, now: float) -> None:
+        slot.inp, slot.term, slot.arrival = inp, term, now
+        # Confidence of a modality: its most confident named prediction (see weight()).
+        slot.confidence = float(inp.scores.max()) if inp.scores.size else 1.0
+
+    # -- fusion -----------------------------------------------------------------------------
+
+    def evaluate(self, now: float) -> FusionResult:
+        """Fuse the cached state as of `now` without any new input (e.g. from a timer)."""
+        with self._lock:
+            return self._evaluate(now, None)
+
+    def _weigh(self, slot: _Slot, now: float) -> Tuple[ModalityReport, Optional[Entry]]:
+        """
+        Report one modality as of `now`; the Entry is None when absent or stale.
+
+        weight = prior * confidence * decay(age), with confidence the max of the input's
+        scores (1 when it has none) and decay 0 once age > max_age.
+        """
+        cfg, counts, inp = slot.cfg, slot.counts, slot.inp
+        if inp is None:
+            return ModalityReport(cfg.name, False, False, 0.0, 0.0, 0.0, 0, counts['received'],
+                                  counts['rejected'], counts['dropped']), None
+        age = now - inp.stamp
+        stale = age > cfg.max_age
+        reliability = 0.0 if stale else cfg.prior * decay_factor(cfg, age)
+        weight = reliability * slot.confidence
+        report = ModalityReport(cfg.name, True, stale, inp.stamp, age, weight, inp.seq,
+                                counts['received'], counts['rejected'], counts['dropped'])
+        return report, None if stale else Entry(cfg.name, weight, reliability, slot.term)
+
+    def _evaluate(self, now: float, trigger: Optional[EmbeddingInput]) -> FusionResult:
+        reports: List[ModalityReport] = []
+        entries: List[Entry] = []
+        for slot in self._slots.values():
+            report, entry = self._weigh(slot, now)
+            reports.append(report)
+            if entry is not None:
+                entries.append(entry)
+        fused = self._strategy.fuse(entries) if entries else None
+        name, seq, stamp = ('', 0, now) if trigger is None else (
+            trigger.modality, trigger.seq, trigger.stamp)
+        if fused is None:
+            # Nothing usable: say so instead of inventing numbers.
+            return FusionResult(name, seq, stamp, self._config.strategy, [], _EMPTY, '', 0.0,
+                                False, reports)
+        return FusionResult(name, seq, stamp, self._config.strategy, list(fused.labels),
+                            fused.scores, fused.decision, float(fused.confidence), True,
+                            reports, dict(fused.attention))

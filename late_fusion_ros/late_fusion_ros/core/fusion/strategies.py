@@ -1,0 +1,240 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+Fusion strategies that need no training: weighted average, log-linear, speaking-to-robot.
+
+A strategy splits fusion in two so that the engine can update state by deltas:
+`project` turns one modality's input into a cached term (cost O(labels) or O(embedding));
+`fuse` combines the cached terms of the fresh modalities with their current weights (cost
+O(modalities x labels)). The engine calls `project` only for the modality that arrived.
+"""
+
+import math
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+import numpy as np
+
+from .datatypes import EmbeddingInput, ModalityConfig
+
+
+class Entry(NamedTuple):
+    """A present, non-stale modality as handed to Strategy.fuse."""
+
+    name: str
+    weight: float       # prior * confidence * decay(age): the engine-wide weight
+    reliability: float  # prior * decay(age): for strategies whose terms already hold scores
+    term: Any           # what Strategy.project returned for the modality's latest input
+
+
+class Fused(NamedTuple):
+    """What a strategy returns; the engine wraps it into a FusionResult."""
+
+    labels: List[str]
+    scores: np.ndarray
+    decision: str
+    confidence: float
+    attention: Dict[str, float] = {}
+
+
+class Strategy:
+    """Base class: parameter checking and the project/fuse contract."""
+
+    name = ''
+    # Accepted strategy_params and their defaults; unknown keys are an error so typos surface.
+    PARAMS: Dict[str, Any] = {}
+
+    def __init__(self, params: dict, modalities: Sequence[ModalityConfig]):
+        """Check `params` against PARAMS and keep the merged result in self.params."""
+        unknown = set(params or {}) - set(self.PARAMS)
+        if unknown:
+            raise ValueError(f'{self.name}: unknown strategy_params {sorted(unknown)}')
+        self.params = {**self.PARAMS, **(params or {})}
+        self.modalities = list(modalities)
+
+    def check(self, inp: EmbeddingInput) -> str:
+        """Return a rejection reason for inputs this strategy cannot use, or ''."""
+        return ''
+
+    def project(self, inp: EmbeddingInput) -> Any:
+        """Return the cached term of one validated input, or None when it is not used."""
+        raise NotImplementedError
+
+    def fuse(self, entries: Sequence[Entry]) -> Optional[Fused]:
+        """Combine the entries' terms; None when they carry nothing this strategy can use."""
+        raise NotImplementedError
+
+
+def _argmax_fused(labels: List[str], scores: np.ndarray, **extra) -> Fused:
+    best = int(np.argmax(scores))
+    return Fused(labels, scores.astype(np.float32), labels[best], float(scores[best]), **extra)
+
+
+class _LabelIndexed(Strategy):
+    """Maps every modality's labels onto one growing fused label index."""
+
+    def __init__(self, params, modalities):
+        """Start with an empty fused label index."""
+        super().__init__(params, modalities)
+        self._index: Dict[str, int] = {}
+        self._names: List[str] = []
+
+    def _indices(self, labels: Sequence[str]) -> np.ndarray:
+        for label in labels:
+            if label not in self._index:
+                self._index[label] = len(self._names)
+                self._names.append(label)
+        return np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
+
+    def _sums(self, entries, value_of):
+        """Return (per-label sum of w * value, per-label sum of w) over the given entries."""
+        size = len(self._names)
+        num, den = np.zeros(size), np.zeros(size)
+        for e in entries:
+            if e.term is not None and e.weight > 0.0:
+                idx, values = e.term
+                num += np.bincount(idx, e.weight * value_of(values), size)
+                den += np.bincount(idx, np.full(len(idx), e.weight), size)
+        return num, den
+
+
+class WeightedAverage(_LabelIndexed):
+    """
+    Per label: sum_m w_m * s_m,l / sum_m w_m over the modalities that report label l.
+
+    The decision is the label with the highest fused score and the confidence is that score.
+    Cached term per modality: its label indices into the fused index and its scores.
+    """
+
+    name = 'weighted_average'
+
+    def project(self, inp):
+        """Map the input's labels onto the fused label index."""
+        if not len(inp.labels):
+            return None
+        return self._indices(inp.labels), np.asarray(inp.scores, np.float64)
+
+    def fuse(self, entries):
+        """Weighted mean per label, over the modalities that report it."""
+        num, den = self._sums(entries, lambda s: s)
+        used = np.flatnonzero(den > 0.0)
+        if not used.size:
+            return None
+        return _argmax_fused([self._names[i] for i in used], num[used] / den[used])
+
+
+def _logit(p, eps: float):
+    p = np.clip(p, eps, 1.0 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+class LogLinear(_LabelIndexed):
+    """
+    Product of experts with weights as exponents (a weighted geometric pool).
+
+    Default (`categorical: False`): every label is an independent Bernoulli event, which is
+    what detector-style encoders emit ('speech', 'face', ...): the pooled distribution over
+    {l, not l} is prod_m p^w_m against prod_m (1-p)^w_m, normalised over the two outcomes,
+    i.e. p_l = sigmoid(sum_m w_m * logit(p_m,l)). With `categorical: True` the labels are
+    treated as one distribution: p_l = softmax_l(sum_m w_m * log p_m,l). Probabilities are
+    clipped to [eps, 1 - eps] first. Weights are not normalised: they act as inverse
+    temperatures, so an aged (down-weighted) expert pulls its labels towards no evidence
+    (0.5, resp. uniform) instead of keeping full say.
+    """
+
+    name = 'log_linear'
+    PARAMS = {'eps': 1e-6, 'categorical': False}
+
+    def __init__(self, params, modalities):
+        """Check eps and the categorical switch."""
+        super().__init__(params, modalities)
+        eps = float(self.params['eps'])
+        if not 0.0 < eps < 0.5:
+            raise ValueError(f'log_linear: eps must be in (0, 0.5), got {eps}')
+        self._eps = eps
+        self._categorical = bool(self.params['categorical'])
+
+    def project(self, inp):
+        """Map labels onto the fused index and precompute each label's logit or log-prob."""
+        if not len(inp.labels):
+            return None
+        p = np.asarray(inp.scores, np.float64)
+        if self._categorical:
+            values = np.log(np.clip(p, self._eps, 1.0 - self._eps))
+        else:
+            values = _logit(p, self._eps)
+        return self._indices(inp.labels), values
+
+    def fuse(self, entries):
+        """Sum the weighted logits (log-probs) per label, then normalise."""
+        z, den = self._sums(entries, lambda v: v)
+        used = np.flatnonzero(den > 0.0)
+        if not used.size:
+            return None
+        z = z[used]
+        if self._categorical:
+            p = np.exp(z - z.max())
+            p /= p.sum()
+        else:
+            p = 1.0 / (1.0 + np.exp(-z))
+        return _argmax_fused([self._names[i] for i in used], p)
+
+
+class SpeakingToRobot(Strategy):
+    """
+    Decide 'speaking' vs 'not_speaking' (someone is talking to the robot); needs no model.
+
+    Cues, each turned into a logit with probabilities clipped to [eps, 1 - eps]:
+      audio: a = logit(p_speech);
+      vision: v = logit(p_face * p_mouth_moving), a visible face whose mouth moves (p_face
+      taken as 1 when the vision encoder does not report it; without 'mouth_moving' vision
+      gives no cue, since a face alone says nothing about speech).
+    P(speaking) = sigmoid(r_a * a + r_v * v), a log-linear pool where r = prior * decay(age)
+    (the score is already in the cue, so it is not weighted by confidence again) and a stale
+    or absent cue drops out. Speech heard while nobody faces the robot with a moving mouth is
+    pulled down, which is the point of fusing. Decision: 'speaking' when P >= threshold.
+    Confidence: max(P, 1 - P), times `single_cue_confidence` when only one cue is fresh (for
+    example audio alone while vision is absent or stale). Scores: [P, 1 - P].
+    """
+
+    name = 'speaking_to_robot'
+    PARAMS = {'audio': 'audio', 'speech': 'speech', 'vision': 'vision', 'face': 'face',
+              'mouth_moving': 'mouth_moving', 'threshold': 0.5, 'single_cue_confidence': 0.75,
+              'eps': 1e-3}
+    LABELS = ['speaking', 'not_speaking']
+
+    def __init__(self, params, modalities):
+        """Check threshold, single_cue_confidence and eps."""
+        super().__init__(params, modalities)
+        p = self.params
+        if not 0.0 < float(p['threshold']) < 1.0:
+            raise ValueError(f'{self.name}: threshold must be in (0, 1), got {p["threshold"]}')
+        if not 0.0 <= float(p['single_cue_confidence']) <= 1.0:
+            raise ValueError(f'{self.name}: single_cue_confidence must be in [0, 1]')
+        if not 0.0 < float(p['eps']) < 0.5:
+            raise ValueError(f'{self.name}: eps must be in (0, 0.5), got {p["eps"]}')
+
+    def project(self, inp):
+        """Return the input's cue logit, or None when it carries no cue."""
+        p = self.params
+        scores = dict(zip(inp.labels, np.asarray(inp.scores, np.float64)))
+        if inp.modality == p['audio'] and p['speech'] in scores:
+            prob = scores[p['speech']]
+        elif inp.modality == p['vision'] and p['mouth_moving'] in scores:
+            prob = scores[p['mouth_moving']] * scores.get(p['face'], 1.0)
+        else:
+            return None
+        return float(_logit(prob, float(p['eps'])))
+
+    def fuse(self, entries):
+        """Pool the fresh cues' logits and threshold the result."""
+        cues = [(e.reliability, e.term) for e in entries if e.term is not None]
+        if not cues:
+            return None
+        z = sum(r * logit for r, logit in cues)
+        prob = 1.0 / (1.0 + math.exp(-z))
+        confidence = max(prob, 1.0 - prob)
+        if len(cues) < 2:
+            confidence *= float(self.params['single_cue_confidence'])
+        decision = 'speaking' if prob >= float(self.params['threshold']) else 'not_speaking'
+        return Fused(list(self.LABELS), np.array([prob, 1.0 - prob], np.float32), decision,
+                     confidence)

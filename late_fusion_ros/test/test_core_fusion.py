@@ -1,0 +1,222 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+Tests of the fusion engine: validation, staleness, policies and the rule-based strategies.
+
+Expected numbers are worked out by hand in each test, never taken from the code under test.
+"""
+
+import math
+
+from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
+                                         ModalityConfig)
+import numpy as np
+import pytest
+
+
+def inp(modality, seq, stamp, labels=(), scores=(), data=()):
+    """Build an EmbeddingInput from plain lists."""
+    return EmbeddingInput(modality, seq, stamp, np.asarray(data, np.float32), list(labels),
+                          np.asarray(scores, np.float32))
+
+
+def engine(strategy='weighted_average', modalities=None, **kwargs):
+    """Build an engine over audio and vision (defaults) with `strategy`."""
+    modalities = modalities or [ModalityConfig('audio'), ModalityConfig('vision')]
+    return FusionEngine(FusionConfig(modalities, strategy=strategy, **kwargs))
+
+
+def snapshot(result):
+    """Everything of a FusionResult that depends on fused state, not on counters."""
+    reports = [(m.modality, m.present, m.stale, m.stamp, m.age, m.weight, m.seq)
+               for m in result.modalities]
+    return (result.labels, [round(float(s), 7) for s in result.scores], result.decision,
+            result.confidence, result.valid, reports, result.attention)
+
+
+def test_weighted_average_hand_computed():
+    """Weighted mean per label over the modalities reporting it, with decayed weights."""
+    eng = engine(modalities=[ModalityConfig('audio'), ModalityConfig('vision', prior=2.0)])
+    eng.update(inp('audio', 1, 9.5, ['speech', 'music'], [0.8, 0.2]), 9.5)
+    out = eng.update(inp('vision', 1, 10.0, ['speech', 'face'], [0.4, 0.9]), 10.0).output
+    # audio: age 0.5, exp decay tau 1 -> 0.60653066; confidence 0.8 -> w_a = 0.48522453.
+    # vision: age 0, prior 2, confidence 0.9 -> w_v = 1.8.
+    # speech = (0.48522453 * 0.8 + 1.8 * 0.4) / (0.48522453 + 1.8)
+    #        = 1.10817962 / 2.28522453 = 0.48493251
+    assert out.valid
+    assert out.labels == ['speech', 'music', 'face']
+    np.testing.assert_allclose(out.scores, [0.48493251, 0.2, 0.9], rtol=1e-6)
+    assert out.decision == 'face'
+    assert out.confidence == pytest.approx(0.9)
+    assert (out.trigger_modality, out.trigger_seq, out.stamp) == ('vision', 1, 10.0)
+    assert [m.weight for m in out.modalities] == pytest.approx([0.48522453, 1.8])
+
+
+def test_speaking_to_robot_both_cues():
+    """Speech and a face with a moving mouth pool as a sum of logits."""
+    eng = engine('speaking_to_robot')
+    eng.update(inp('audio', 1, 10.0, ['speech'], [0.8]), 10.0)
+    out = eng.update(inp('vision', 1, 10.0, ['face', 'mouth_moving'], [0.9, 0.5]), 10.0).output
+    # logit(0.8) = ln 4 = 1.38629436; cue 0.9 * 0.5 = 0.45, logit = ln(0.45 / 0.55) = -0.2006707
+    # P = sigmoid(1.18562366) = 0.76595745
+    assert out.labels == ['speaking', 'not_speaking']
+    np.testing.assert_allclose(out.scores, [0.76595745, 0.23404255], rtol=1e-6)
+    assert out.decision == 'speaking'
+    assert out.confidence == pytest.approx(0.76595745)
+
+
+def test_speaking_to_robot_speech_without_face_is_not_speaking_to_robot():
+    """Speech while nobody faces the robot is pulled down to not_speaking."""
+    eng = engine('speaking_to_robot')
+    eng.update(inp('audio', 1, 10.0, ['speech'], [0.9]), 10.0)
+    out = eng.update(inp('vision', 1, 10.0, ['face', 'mouth_moving'], [0.1, 0.2]), 10.0).output
+    # logit(0.9) = 2.19722458; cue 0.02, logit = ln(0.02 / 0.98) = -3.8918203 -> z = -1.6945957
+    # P = 1 / (1 + e^1.6945957) = 0.15517241
+    np.testing.assert_allclose(out.scores[0], 0.15517241, rtol=1e-6)
+    assert out.decision == 'not_speaking'
+    assert out.confidence == pytest.approx(0.84482759)
+
+
+def test_speaking_to_robot_audio_alone_reduced_confidence_and_stale_vision_ignored():
+    """Stale vision drops out; audio alone decides with reduced confidence."""
+    eng = engine('speaking_to_robot')
+    eng.update(inp('vision', 1, 5.0, ['face', 'mouth_moving'], [0.1, 0.1]), 5.0)
+    out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.8]), 10.0).output
+    # vision is 5 s old (> max_age 2): audio alone, P = 0.8, confidence 0.8 * 0.75 = 0.6
+    np.testing.assert_allclose(out.scores, [0.8, 0.2], rtol=1e-6)
+    assert out.decision == 'speaking'
+    assert out.confidence == pytest.approx(0.6)
+    assert [(m.stale, m.weight) for m in out.modalities] == [
+        (False, pytest.approx(0.8)), (True, 0.0)]
+
+
+def test_speaking_to_robot_decayed_audio_is_tempered():
+    """An aged cue is tempered by its reliability towards 0.5."""
+    eng = engine('speaking_to_robot', modalities=[
+        ModalityConfig('audio', decay='linear', max_age=2.0), ModalityConfig('vision')])
+    eng.update(inp('audio', 1, 9.0, ['speech'], [0.8]), 9.0)
+    out = eng.evaluate(10.0)
+    # age 1 of max_age 2, linear -> r = 0.5; P = sigmoid(0.5 * ln 4) = sigmoid(ln 2) = 2/3
+    np.testing.assert_allclose(out.scores[0], 2.0 / 3.0, rtol=1e-6)
+    assert out.confidence == pytest.approx(2.0 / 3.0 * 0.75)
+
+
+@pytest.mark.parametrize('decay,age,factor', [
+    ('exponential', 0.5, math.exp(-0.5 / 0.25)),  # tau 0.25 -> e^-2 = 0.13533528
+    ('linear', 0.5, 0.75),                        # 1 - 0.5 / 2
+    ('none', 1.9, 1.0),
+    ('exponential', 2.5, 0.0),                    # older than max_age: stale
+    ('linear', 2.5, 0.0),
+    ('none', 2.5, 0.0),
+])
+def test_decay_values(decay, age, factor):
+    """Weight = prior * confidence * decay(age), and 0 with stale=True past max_age."""
+    cfg = ModalityConfig('audio', prior=2.0, decay=decay, time_constant=0.25, max_age=2.0)
+    eng = engine(modalities=[cfg])
+    eng.update(inp('audio', 1, 10.0, ['speech'], [0.5]), 10.0)
+    report = eng.evaluate(10.0 + age).modalities[0]
+    assert report.age == pytest.approx(age)
+    assert report.weight == pytest.approx(2.0 * 0.5 * factor)  # prior * confidence * decay
+    assert report.stale == (age > 2.0)
+
+
+def test_stale_modality_contributes_nothing():
+    """A stale modality is reported stale with weight 0 and does not move the result."""
+    eng = engine()
+    eng.update(inp('audio', 1, 0.0, ['speech'], [0.1]), 0.0)
+    out = eng.update(inp('vision', 1, 3.0, ['speech'], [0.7]), 3.0).output
+    assert out.valid and out.decision == 'speech'
+    np.testing.assert_allclose(out.scores, [0.7], rtol=1e-6)
+    audio = out.modalities[0]
+    assert audio.present and audio.stale and audio.weight == 0.0
+    assert audio.age == pytest.approx(3.0)
+
+
+def test_nothing_present_or_all_stale_is_invalid():
+    """Without usable input the result is invalid and carries no invented numbers."""
+    eng = engine()
+    for out in (eng.evaluate(1.0), None):
+        if out is None:
+            eng.update(inp('audio', 1, 1.0, ['speech'], [0.9]), 1.0)
+            out = eng.evaluate(10.0)
+        assert not out.valid
+        assert out.labels == [] and out.scores.size == 0
+        assert out.decision == '' and out.confidence == 0.0
+
+
+def _good():
+    return inp('audio', 2, 10.0, ['speech'], [0.5], data=[1.0, 2.0])
+
+
+BAD = {
+    'unknown_modality': inp('lidar', 2, 10.0, ['x'], [0.5]),
+    'wrong_dimension': inp('audio', 2, 10.0, ['speech'], [0.5], data=[1.0, 2.0, 3.0]),
+    'non_finite': inp('audio', 2, 10.0, ['speech'], [math.nan], data=[1.0, 2.0]),
+    'empty': inp('audio', 2, 10.0),
+    'length_mismatch': inp('audio', 2, 10.0, ['speech', 'music'], [0.5], data=[1.0, 2.0]),
+    'duplicate_seq': inp('audio', 1, 10.0, ['speech'], [0.5], data=[1.0, 2.0]),
+    'out_of_order': inp('audio', 2, 8.0, ['speech'], [0.5], data=[1.0, 2.0]),
+}
+
+
+@pytest.mark.parametrize('reason', sorted(BAD))
+def test_bad_input_rejected_state_untouched(reason):
+    """Each malformed or misordered input is refused, counted, and leaves the state as it was."""
+    eng = engine(modalities=[ModalityConfig('audio', dim=2), ModalityConfig('vision')])
+    eng.update(inp('audio', 1, 9.0, ['speech'], [0.2], data=[0.0, 0.0]), 9.0)
+    before = snapshot(eng.evaluate(10.0))
+    res = eng.update(BAD[reason], 10.0)
+    assert not res.accepted and res.reason == reason and res.output is None
+    assert snapshot(eng.evaluate(10.0)) == before
+    counts = eng.counters()
+    key = '<unknown>' if reason == 'unknown_modality' else 'audio'
+    kind = 'dropped' if reason in ('duplicate_seq', 'out_of_order') else 'rejected'
+    assert counts[key][reason] == 1 and counts[key][kind] == 1
+    # The engine still accepts good input afterwards.
+    assert eng.update(_good(), 10.0).accepted
+
+
+def test_inf_in_data_rejected():
+    """Inf in the embedding is refused like NaN."""
+    eng = engine()
+    res = eng.update(inp('audio', 1, 1.0, data=[1.0, math.inf]), 1.0)
+    assert res.reason == 'non_finite'
+
+
+def test_embedding_only_input_has_confidence_one():
+    """An input without scores has confidence 1."""
+    eng = engine()
+    out = eng.update(inp('audio', 1, 1.0, data=[1.0, 2.0]), 1.0).output
+    # Present with weight 1, but weighted_average has no labels to fuse: invalid, no numbers.
+    assert out.modalities[0].weight == pytest.approx(1.0) and not out.valid
+
+
+def test_time_reset_clears_state_then_processes_input():
+    """A clock jump back by more than 1 s resets the state, then the input is used."""
+    eng = engine()
+    eng.update(inp('audio', 5, 100.0, ['speech'], [0.9]), 100.0)
+    eng.update(inp('vision', 5, 100.0, ['speech'], [0.9]), 100.0)
+    # A jitter of less than a second backwards is not a reset.
+    assert not eng.update(inp('audio', 6, 100.2, ['speech'], [0.9]), 99.5).reset
+    res = eng.update(inp('audio', 1, 3.0, ['speech'], [0.4]), 3.0)
+    assert res.reset and res.accepted
+    assert [m.present for m in res.output.modalities] == [True, False]
+    np.testing.assert_allclose(res.output.scores, [0.4], rtol=1e-6)
+    assert eng.counters()['audio']['received'] == 3  # counters survive a time reset
+
+
+def test_reset_forgets_everything():
+    """reset() forgets inputs and counters."""
+    eng = engine()
+    eng.update(inp('audio', 1, 1.0, ['speech'], [0.4]), 1.0)
+    eng.reset()
+    assert not eng.evaluate(1.0).valid
+    assert eng.counters()['audio']['received'] == 0
+    assert eng.update(inp('audio', 1, 1.0, ['speech'], [0.4]), 1.0).accepted
+
+
+def test_encoder_restart_with_lower_seq_but_newer_stamp_is_accepted():
+    """Only an equal seq is a duplicate: a restarted encoder is accepted."""
+    eng = engine()
+    eng.update(inp('audio', 7, 1.0, ['speech'], [0.4]), 1.0)
+    assert eng.update(inp('audio', 0, 1.1, ['speech'], [0.4]), 1.1).accepted
