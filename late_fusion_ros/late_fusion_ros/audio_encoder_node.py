@@ -17,8 +17,8 @@ from .core.audio import (AudioFramer, check_coding_format, decode_pcm, Headerles
                          StreamResampler, to_mono)
 from .core.encoders import make_audio_encoder
 from .core.errors import InputError
-from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
-                         now_sec, qos_override, sec_to_duration, sec_to_stamp, SENSOR_QOS,
+from .ros_common import (AUDIO_QOS, declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
+                         now_sec, qos_override, sec_to_duration, sec_to_stamp,
                          spin_node, stamp_to_sec)
 
 
@@ -74,7 +74,7 @@ class AudioEncoderNode(Node):
         topic = 'audio_stamped' if stamped else 'audio'
         self.create_subscription(
             AudioDataStamped if stamped else AudioData, topic,
-            self._on_stamped if stamped else self._on_raw, SENSOR_QOS,
+            self._on_stamped if stamped else self._on_raw, AUDIO_QOS,
             qos_overriding_options=qos_override(),
             event_callbacks=incompatible_qos_hint(self, topic),
             callback_group=MutuallyExclusiveCallbackGroup())

@@ -20,6 +20,12 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
                         reliability=QoSReliabilityPolicy.BEST_EFFORT,
                         durability=QoSDurabilityPolicy.VOLATILE)
+# Audio is a stream in which every chunk carries samples the framer needs: still best
+# effort (it matches any driver's publisher) but with ~2 s of history at 32 ms chunks, so a
+# briefly starved process catches up instead of losing samples.
+AUDIO_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=64,
+                       reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                       durability=QoSDurabilityPolicy.VOLATILE)
 # Embeddings and fused outputs are small and every one matters to the consumer: reliable.
 EMBEDDING_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=50,
                            reliability=QoSReliabilityPolicy.RELIABLE,
