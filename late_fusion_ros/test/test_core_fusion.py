@@ -7,6 +7,9 @@ Expected numbers are worked out by hand in each test, never taken from the code 
 """
 
 import math
+import os
+import subprocess
+import sys
 
 from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
                                          ModalityConfig)
@@ -220,3 +223,12 @@ def test_encoder_restart_with_lower_seq_but_newer_stamp_is_accepted():
     eng = engine()
     eng.update(inp('audio', 7, 1.0, ['speech'], [0.4]), 1.0)
     assert eng.update(inp('audio', 0, 1.1, ['speech'], [0.4]), 1.1).accepted
+
+
+def test_import_needs_neither_ros_nor_torch():
+    """The core imports without rclpy and loads torch only for strategies that need it."""
+    code = ('import sys, late_fusion_ros.core.fusion; '
+            "print(sorted(m for m in ('rclpy', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, env=os.environ)
+    assert out.stdout.strip() == '[]'

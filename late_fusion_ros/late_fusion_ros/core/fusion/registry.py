@@ -5,10 +5,11 @@
 from typing import Dict, Sequence, Type
 
 from .datatypes import ModalityConfig
+from .learned import Attention, MetaLearner
 from .strategies import LogLinear, SpeakingToRobot, Strategy, WeightedAverage
 
 STRATEGIES: Dict[str, Type[Strategy]] = {
-    cls.name: cls for cls in (SpeakingToRobot, WeightedAverage, LogLinear)}
+    cls.name: cls for cls in (SpeakingToRobot, WeightedAverage, LogLinear, MetaLearner, Attention)}
 
 
 def make_strategy(name: str, params: dict = None,

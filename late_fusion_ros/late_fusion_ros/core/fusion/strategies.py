@@ -64,7 +64,8 @@ class Strategy:
         raise NotImplementedError
 
 
-def _argmax_fused(labels: List[str], scores: np.ndarray, **extra) -> Fused:
+def argmax_fused(labels: List[str], scores: np.ndarray, **extra) -> Fused:
+    """Return a Fused deciding for the best-scoring label, with its score as confidence."""
     best = int(np.argmax(scores))
     return Fused(labels, scores.astype(np.float32), labels[best], float(scores[best]), **extra)
 
@@ -119,7 +120,7 @@ class WeightedAverage(_LabelIndexed):
         used = np.flatnonzero(den > 0.0)
         if not used.size:
             return None
-        return _argmax_fused([self._names[i] for i in used], num[used] / den[used])
+        return argmax_fused([self._names[i] for i in used], num[used] / den[used])
 
 
 def _logit(p, eps: float):
@@ -176,7 +177,7 @@ class LogLinear(_LabelIndexed):
             p /= p.sum()
         else:
             p = 1.0 / (1.0 + np.exp(-z))
-        return _argmax_fused([self._names[i] for i in used], p)
+        return argmax_fused([self._names[i] for i in used], p)
 
 
 class SpeakingToRobot(Strategy):
