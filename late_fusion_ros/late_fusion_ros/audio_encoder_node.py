@@ -10,7 +10,6 @@ from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from .core.audio import (AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper,
@@ -76,8 +75,7 @@ class AudioEncoderNode(Node):
             AudioDataStamped if stamped else AudioData, topic,
             self._on_stamped if stamped else self._on_raw, AUDIO_QOS,
             qos_overriding_options=qos_override(),
-            event_callbacks=incompatible_qos_hint(self, topic),
-            callback_group=MutuallyExclusiveCallbackGroup())
+            event_callbacks=incompatible_qos_hint(self, topic))
         self._diag = Diagnostics(self)
         self._diag.add('audio encoder', self._diagnostics)
         self._running = True

@@ -90,7 +90,7 @@ class MediaPlayerNode(Node):
 
 def main(args=None):
     """Run the media player node."""
-    spin_node(MediaPlayerNode, args, threads=1)
+    spin_node(MediaPlayerNode, args)
 
 
 if __name__ == '__main__':

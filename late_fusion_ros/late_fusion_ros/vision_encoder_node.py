@@ -9,7 +9,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 
@@ -59,8 +58,7 @@ class VisionEncoderNode(Node):
         self.create_subscription(
             Image, 'image', self._on_image, SENSOR_QOS,
             qos_overriding_options=qos_override(),
-            event_callbacks=incompatible_qos_hint(self, 'image'),
-            callback_group=MutuallyExclusiveCallbackGroup())
+            event_callbacks=incompatible_qos_hint(self, 'image'))
         self._diag = Diagnostics(self)
         self._diag.add('vision encoder', self._diagnostics)
         self._running = True
