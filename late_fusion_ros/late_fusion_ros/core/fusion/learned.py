@@ -163,6 +163,8 @@ class Attention(Strategy):
                 raise ValueError(f'attention: model expects {known} values for {cfg.name}, '
                                  f'configured dim is {cfg.dim}')
         self._known = [cfg.name for cfg in self.modalities if cfg.name in self.model.dims]
+        self._head_weight = self.model.head.weight.detach().double().numpy()
+        self._head_bias = self.model.head.bias.detach().double().numpy()
 
     def check(self, inp):
         """Reject embeddings whose length does not match the model's projection."""
@@ -170,26 +172,25 @@ class Attention(Strategy):
         return t.WRONG_DIMENSION if dim is not None and inp.data.size != dim else ''
 
     def project(self, inp):
-        """Project the embedding to its token; return (score, value)."""
+        """Project the embedding to its token; return (attention score, value vector)."""
         if inp.modality not in self.model.dims:
             return None
         data = inp.data if inp.data.flags.writeable else inp.data.copy()
         with self._torch.inference_mode():
             score, value = self.model.token(inp.modality, self._torch.from_numpy(data))
-        return float(score), value
+        return float(score), value.double().numpy()
 
     def fuse(self, entries):
-        """Attend over the fresh tokens and classify."""
+        """Attend over the fresh tokens and classify (AttentionFusionModel.combine in numpy)."""
         used = [e for e in entries if e.term is not None and e.weight > 0.0]
         if not used:
             return None
-        torch = self._torch
-        with torch.inference_mode():
-            scores = torch.tensor([e.term[0] for e in used])
-            bias = torch.tensor([math.log(e.weight) for e in used])
-            logits, attn = self.model.combine(scores, torch.stack([e.term[1] for e in used]),
-                                              bias)
-            probs = torch.softmax(logits, -1).double().numpy()
+        # A handful of tiny tensors costs more in torch dispatch than the arithmetic itself,
+        # so the pooling and head run in numpy on the model's own weights.
+        logits = np.array([e.term[0] + math.log(e.weight) for e in used])
+        attn = _softmax(logits)
+        context = attn @ np.stack([e.term[1] for e in used])
+        probs = _softmax(self._head_weight @ context + self._head_bias)
         attention = dict.fromkeys(self._known, 0.0)
-        attention.update((e.name, float(a)) for e, a in zip(used, attn.tolist()))
+        attention.update((e.name, float(a)) for e, a in zip(used, attn))
         return argmax_fused(list(self.labels), probs, attention=attention)

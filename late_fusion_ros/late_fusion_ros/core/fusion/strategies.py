@@ -86,16 +86,17 @@ class _LabelIndexed(Strategy):
                 self._names.append(label)
         return np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
 
-    def _sums(self, entries, value_of):
-        """Return (per-label sum of w * value, per-label sum of w) over the given entries."""
+    def _sums(self, entries):
+        """Return (per-label sum of w * value, per-label sum of w) over the entries' terms."""
         size = len(self._names)
-        num, den = np.zeros(size), np.zeros(size)
-        for e in entries:
-            if e.term is not None and e.weight > 0.0:
-                idx, values = e.term
-                num += np.bincount(idx, e.weight * value_of(values), size)
-                den += np.bincount(idx, np.full(len(idx), e.weight), size)
-        return num, den
+        terms = [(e.weight, e.term) for e in entries if e.term is not None and e.weight > 0.0]
+        if not terms:
+            return np.zeros(size), np.zeros(size)
+        # One bincount over all modalities at once rather than one per modality.
+        idx = np.concatenate([term[0] for _, term in terms])
+        weights = np.repeat([w for w, _ in terms], [len(term[0]) for _, term in terms])
+        values = np.concatenate([term[1] for _, term in terms])
+        return np.bincount(idx, weights * values, size), np.bincount(idx, weights, size)
 
 
 class WeightedAverage(_LabelIndexed):
@@ -116,7 +117,7 @@ class WeightedAverage(_LabelIndexed):
 
     def fuse(self, entries):
         """Weighted mean per label, over the modalities that report it."""
-        num, den = self._sums(entries, lambda s: s)
+        num, den = self._sums(entries)
         used = np.flatnonzero(den > 0.0)
         if not used.size:
             return None
@@ -167,7 +168,7 @@ class LogLinear(_LabelIndexed):
 
     def fuse(self, entries):
         """Sum the weighted logits (log-probs) per label, then normalise."""
-        z, den = self._sums(entries, lambda v: v)
+        z, den = self._sums(entries)
         used = np.flatnonzero(den > 0.0)
         if not used.size:
             return None
