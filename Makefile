@@ -8,7 +8,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@source install/setup.bash && late_fusion_demo --duration $(DURATION)
+	@source install/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION)
 
 test: setup
 	@source install/setup.bash && bash scripts/run_tests.sh

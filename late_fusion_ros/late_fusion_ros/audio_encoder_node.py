@@ -176,7 +176,8 @@ class AudioEncoderNode(Node):
             msg.processing_time = sec_to_duration(dt)
             self._seq += 1
             self._counts['embeddings'] += 1
-            self._pub.publish(msg)
+            if self._running:  # close() may have begun during the model run
+                self._pub.publish(msg)
 
     def _diagnostics(self):
         c = dict(self._counts)

@@ -2,6 +2,7 @@
 # Licensed under the Apache License, Version 2.0
 """Small rclpy helpers shared by the nodes: parameters, QoS, stamps and the main loop."""
 
+import signal
 from typing import Callable, Type
 
 from builtin_interfaces.msg import Duration as DurationMsg
@@ -14,6 +15,7 @@ from rclpy.node import Node
 from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
                        QoSReliabilityPolicy)
 from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.signals import SignalHandlerOptions
 
 # Sensor inputs: best effort, shallow (rclpy's qos_profile_sensor_data); users can override
 # reliability/depth per topic from YAML thanks to QoSOverridingOptions.
@@ -86,9 +88,21 @@ def now_sec(node: Node) -> float:
     return node.get_clock().now().nanoseconds * 1e-9
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def spin_node(node_cls: Type[Node], args=None) -> None:
-    """Run one node until Ctrl-C or external shutdown, then clean up without a traceback."""
-    rclpy.init(args=args)
+    """
+    Run one node until Ctrl-C or SIGTERM, then clean up in order, without a traceback.
+
+    rclpy's own signal handler would shut the context down at once, while a worker thread
+    may still be publishing; instead SIGINT/SIGTERM raise KeyboardInterrupt here, and the
+    node's `close()` stops its workers before the node is destroyed and rclpy shut down.
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     node = None
     try:
         node = node_cls()
@@ -101,6 +115,7 @@ def spin_node(node_cls: Type[Node], args=None) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup
         if node is not None:
             if hasattr(node, 'close'):
                 node.close()

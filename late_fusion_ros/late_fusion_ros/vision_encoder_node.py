@@ -111,7 +111,8 @@ class VisionEncoderNode(Node):
             self._last_stamp = stamp
             self._seq += 1
             self._counts['encoded'] += 1
-            self._pub.publish(emb)
+            if self._running:  # close() may have begun during the model run
+                self._pub.publish(emb)
 
     def _diagnostics(self):
         c = dict(self._counts)
