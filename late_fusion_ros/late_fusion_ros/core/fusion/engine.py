@@ -226,7 +226,7 @@ class FusionEngine:
             for other in self._slots.values():
                 if other.inp is not None:
                     other.term = self._strategy.project(other.inp)
-        interval = self._config.min_interval.get(inp.modality, 0.0)
+        interval = (self._config.min_interval or {}).get(inp.modality, 0.0)
         if interval > 0.0 and slot.last_output is not None and now - slot.last_output < interval:
             slot.counts['dropped'] += 1
             slot.counts[t.RATE_LIMITED] += 1
