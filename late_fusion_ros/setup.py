@@ -32,6 +32,7 @@ setup(
             'fusion_node = late_fusion_ros.fusion_node:main',
             'media_player_node = late_fusion_ros.media_player_node:main',
             'late_fusion_demo = late_fusion_ros.demo:main',
+            'train_fusion = late_fusion_ros.train_fusion:main',
         ],
     },
 )

@@ -22,7 +22,7 @@ from late_fusion_ros.ros_common import EMBEDDING_QOS
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -51,7 +51,9 @@ class Driver:
         self.node.create_subscription(
             Embedding, 'vision/embedding',
             lambda m: self.vision.append((time.time(), m)), EMBEDDING_QOS)
-        self.executor = MultiThreadedExecutor(num_threads=2)
+        # SingleThreadedExecutor: the MultiThreadedExecutor busy-polls and would take both
+        # cores of the machine away from the nodes under test.
+        self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.spin_thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.spin_thread.start()
@@ -147,7 +149,7 @@ def test_outputs_triggered_by_both_modalities(run):
     audio = _by_trigger(run, 'audio')
     vision = _by_trigger(run, 'vision')
     sent = run['driver'].chunks_sent
-    assert len(audio) >= 0.8 * sent, f'{len(audio)} audio-triggered outputs for {sent} chunks'
+    assert len(audio) >= 0.95 * sent, f'{len(audio)} audio-triggered outputs for {sent} chunks'
     assert len(vision) >= 5, f'only {len(vision)} vision-triggered outputs'
     last = audio[-1][1]
     names = [m.modality for m in last.modalities]
