@@ -32,12 +32,12 @@ class Segment:
     end: float
 
 
-def speech(text: str, rate: int = RATE) -> np.ndarray:
-    """Speak `text` with espeak-ng and return int16 mono samples at `rate`."""
+def speech(text: str, rate: int = RATE, voice: str = 'en-us') -> np.ndarray:
+    """Speak `text` with espeak-ng `voice` (e.g. 'en-gb+f3') as int16 mono samples at `rate`."""
     from scipy.io import wavfile
     with tempfile.TemporaryDirectory() as tmp:
         raw, out = os.path.join(tmp, 'raw.wav'), os.path.join(tmp, 'out.wav')
-        subprocess.run(['espeak-ng', '-v', 'en-us', '-w', raw, text], check=True)
+        subprocess.run(['espeak-ng', '-v', voice, '-w', raw, text], check=True)
         subprocess.run(['sox', raw, '-r', str(rate), '-c', '1', '-b', '16', out], check=True)
         _, samples = wavfile.read(out)
     return samples.astype(np.int16)
