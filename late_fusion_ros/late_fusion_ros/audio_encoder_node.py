@@ -11,6 +11,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 import numpy as np
 from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
 from .core.audio import (AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper,
                          StreamResampler, to_mono)
@@ -18,7 +19,7 @@ from .core.encoders import make_audio_encoder
 from .core.errors import InputError
 from .ros_common import (AUDIO_QOS, declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
                          now_sec, qos_override, sec_to_duration, sec_to_stamp,
-                         spin_node, stamp_to_sec)
+                         spin_node, stamp_to_sec, ThrottledLog)
 
 
 class AudioEncoderNode(Node):
@@ -64,12 +65,18 @@ class AudioEncoderNode(Node):
         self._lock = threading.Condition()
         self._pending = deque(maxlen=max_pending)
         self._counts = Counter()
+        self._bad = ThrottledLog(self)
         self._seq = 0
         self._coding_ok = True
         self._reset_stream()
 
         self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
-        self.create_subscription(AudioInfo, 'audio_info', self._on_info, 10)
+        # AudioInfo may be latched (transient local) or periodic (volatile) depending on the
+        # driver; a subscription matches only publishers of compatible durability, so take
+        # both: the transient-local one also receives a latched message sent before we came.
+        for durability in (QoSDurabilityPolicy.TRANSIENT_LOCAL, QoSDurabilityPolicy.VOLATILE):
+            self.create_subscription(AudioInfo, 'audio_info', self._on_info, QoSProfile(
+                depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=durability))
         topic = 'audio_stamped' if stamped else 'audio'
         self.create_subscription(
             AudioDataStamped if stamped else AudioData, topic,
@@ -144,8 +151,7 @@ class AudioEncoderNode(Node):
     def _reject(self, reason, text):
         self._counts['rejected'] += 1
         self._counts[f'rejected_{reason}'] += 1
-        self.get_logger().warn(f'rejected audio chunk ({reason}): {text}',
-                               throttle_duration_sec=5.0)
+        self._bad.warn(reason, f'rejected audio chunk ({reason}): {text}')
 
     # ------------------------------------------------------------------ model side
     def _work(self):

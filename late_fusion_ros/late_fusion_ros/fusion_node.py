@@ -4,6 +4,7 @@
 
 import threading
 import time
+from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState
@@ -13,8 +14,13 @@ from rclpy.node import Node
 
 from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, ModalityConfig,
                           STRATEGIES)
+try:  # a ROS install has message_filters; the PyPI wheels do not
+    import message_filters
+except ImportError:
+    message_filters = None
+
 from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
-                         sec_to_stamp, spin_node, stamp_to_sec)
+                         sec_to_stamp, spin_node, stamp_to_sec, ThrottledLog)
 
 _MODALITY_PARAMS = ('prior', 'max_age', 'decay', 'time_constant', 'dim')
 
@@ -37,10 +43,11 @@ class FusionNode(Node):
                   '<name>/embedding.', read_only=True)
         d('strategy', 'speaking_to_robot', f'Fusion strategy: {", ".join(sorted(STRATEGIES))}.')
         d('model_path', '', 'File of the meta_learner or attention strategy.')
-        d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set within "
-          'sync_slop (ApproximateTimeSynchronizer semantics, the benchmark baseline).')
-        d('sync_slop', 0.1, 'Seconds: the sync policy fuses sets this close together.',
-          min_value=0.0, max_value=10.0)
+        policy = d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set "
+                   'within sync_slop (ApproximateTimeSynchronizer, the benchmark baseline).',
+                   read_only=True)
+        slop = d('sync_slop', 0.1, 'Seconds: the sync policy fuses sets this close together.',
+                 min_value=0.0, max_value=10.0, read_only=True)
         for name in names:
             p = f'modality_params.{name}.'
             d(p + 'prior', 1.0, f'Prior weight of {name}.', min_value=0.0, max_value=1000.0)
@@ -58,21 +65,38 @@ class FusionNode(Node):
         self._names = list(names)
         self._lock = threading.Lock()  # engine updates and reconfiguration are atomic
         self._engine = FusionEngine(self._config_from({}))
+        if policy == 'sync' and message_filters is not None:
+            sync_by = 'message_filters.ApproximateTimeSynchronizer'
+        else:
+            sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
         self._last_now = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._pub = self.create_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
-        for name in self._names:
-            self.create_subscription(
-                Embedding, f'{name}/embedding',
-                lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
-                qos_overriding_options=qos_override())
+        self._synchronizer = None
+        if policy == 'sync' and message_filters is not None:
+            # The baseline as ROS users know it: message_filters' synchroniser decides when a
+            # set is complete; the engine then fuses the set without synchronising again.
+            subs = [message_filters.Subscriber(self, Embedding, f'{n}/embedding',
+                                               qos_profile=EMBEDDING_QOS) for n in self._names]
+            self._synchronizer = message_filters.ApproximateTimeSynchronizer(
+                subs, queue_size=10, slop=slop)
+            self._synchronizer.registerCallback(self._on_synchronized_set)
+        else:
+            # One plain subscription per modality: no arrival ever waits for another one.
+            # Without message_filters, policy 'sync' is the engine's tested equivalent.
+            for name in self._names:
+                self.create_subscription(
+                    Embedding, f'{name}/embedding',
+                    lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
+                    qos_overriding_options=qos_override())
         self._published = 0
+        self._bad = ThrottledLog(self)
         self._diag = Diagnostics(self)
         self._diag.add('fusion', self._diagnostics)
         self.get_logger().info(
-            f'fusing {self._names} with {self._engine.config.strategy} '
-            f'({self._engine.config.policy} policy)')
+            f'fusing {self._names} with {self._engine.config.strategy} ({policy} policy, '
+            f'synchroniser: {sync_by})')
 
     # ------------------------------------------------------------------ parameters
     def _config_from(self, overrides: dict) -> FusionConfig:
@@ -85,8 +109,11 @@ class FusionNode(Node):
             mods.append(ModalityConfig(name=name, **{k: get(p + k) for k in _MODALITY_PARAMS}))
             min_interval[name] = float(get(p + 'min_interval'))
         params = {'model_path': get('model_path')} if get('model_path') else {}
+        policy = get('policy')
+        if policy == 'sync' and message_filters is not None:
+            policy = 'async'  # message_filters completes the sets before the engine sees them
         return FusionConfig(modalities=mods, strategy=get('strategy'), strategy_params=params,
-                            policy=get('policy'), sync_slop=float(get('sync_slop')),
+                            policy=policy, sync_slop=float(get('sync_slop')),
                             min_interval=min_interval)
 
     def _on_set_parameters(self, params) -> SetParametersResult:
@@ -101,8 +128,16 @@ class FusionNode(Node):
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ arrivals
-    def _on_embedding(self, name: str, msg: Embedding):
+    def _on_synchronized_set(self, *msgs):
+        # Fuse the whole set; the output belongs to the newest member, which completed it.
         entry = time.perf_counter()
+        ordered = sorted(zip(self._names, msgs), key=lambda nm: stamp_to_sec(nm[1].header.stamp))
+        for name, msg in ordered:
+            self._on_embedding(name, msg, entry, publish=msg is ordered[-1][1])
+
+    def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
+                      publish: bool = True):
+        entry = time.perf_counter() if entry is None else entry
         inp = EmbeddingInput(
             modality=msg.modality or name, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
             data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
@@ -115,11 +150,11 @@ class FusionNode(Node):
             self.get_logger().warn('time jumped backwards (bag loop or sim time reset): '
                                    'all modality state reset')
         if not result.accepted:
-            self.get_logger().warn(
-                f"rejected {name} embedding seq {msg.seq} ('{inp.modality}'): {result.reason}",
-                throttle_duration_sec=5.0)
+            self._bad.warn((name, result.reason),
+                           f'rejected {name} embedding seq {msg.seq} (modality '
+                           f"'{inp.modality}'): {result.reason}")
             return
-        if result.output is None:
+        if result.output is None or not publish:
             return
         self._publish(result.output, msg.header.frame_id, entry)
 

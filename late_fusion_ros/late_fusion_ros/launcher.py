@@ -37,16 +37,18 @@ class ProcessGroup:
 
     def __init__(self, env: Optional[Dict[str, str]] = None, log_dir: Optional[str] = None):
         self._env = dict(os.environ if env is None else env)
-        self._log_dir = log_dir
+        self.log_dir = log_dir
+        self._logs = []
         self.procs: Dict[str, subprocess.Popen] = {}
 
     def start(self, spec: NodeSpec, extra_args: Optional[List[str]] = None):
         """Start one node; its output goes to <log_dir>/<name>.log or is inherited."""
         cmd = [executable_path(spec.executable)] + ros_args(spec) + (extra_args or [])
         out = None
-        if self._log_dir:
-            os.makedirs(self._log_dir, exist_ok=True)
-            out = open(os.path.join(self._log_dir, f'{spec.name}.log'), 'w')
+        if self.log_dir:
+            os.makedirs(self.log_dir, exist_ok=True)
+            out = open(os.path.join(self.log_dir, f'{spec.name}.log'), 'w')
+            self._logs.append(out)
         self.procs[spec.name] = subprocess.Popen(
             cmd, env=self._env, stdout=out, stderr=subprocess.STDOUT if out else None)
         return self.procs[spec.name]
@@ -68,4 +70,6 @@ class ProcessGroup:
             except subprocess.TimeoutExpired:
                 p.kill()
                 codes[name] = p.wait()
+        for f in self._logs:
+            f.close()
         return codes

@@ -3,6 +3,7 @@
 """Small rclpy helpers shared by the nodes: parameters, QoS, stamps and the main loop."""
 
 import signal
+import time
 from typing import Callable, Type
 
 from builtin_interfaces.msg import Duration as DurationMsg
@@ -111,7 +112,10 @@ def spin_node(node_cls: Type[Node], args=None) -> None:
         # a core, MultiThreadedExecutor 57 %, the experimental EventsExecutor 100 % (busy).
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        while rclpy.ok():
+            # A bounded wait returns to Python regularly so that a pending SIGINT is raised
+            # even when nothing arrives (e.g. use_sim_time with no /clock: timers stand still).
+            executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -121,6 +125,31 @@ def spin_node(node_cls: Type[Node], args=None) -> None:
                 node.close()
             node.destroy_node()
         rclpy.try_shutdown()
+
+
+class ThrottledLog:
+    """
+    Log each distinct problem at most once per period, with a count of what was suppressed.
+
+    rclpy's throttle_duration_sec throttles per call site, so one noisy reason would hide
+    every other; bad input is logged per (source, reason) key instead.
+    """
+
+    def __init__(self, node: Node, period: float = 5.0):
+        self._node = node
+        self._period = period
+        self._last = {}
+
+    def warn(self, key, text: str) -> None:
+        """Log `text` unless `key` was logged less than `period` seconds ago."""
+        now = time.monotonic()
+        last, suppressed = self._last.get(key, (None, 0))
+        if last is not None and now - last < self._period:
+            self._last[key] = (last, suppressed + 1)
+            return
+        more = f' ({suppressed} more since last report)' if suppressed else ''
+        self._node.get_logger().warn(text + more)
+        self._last[key] = (now, 0)
 
 
 class Diagnostics:

@@ -10,21 +10,23 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 import numpy as np
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from .core.encoders import make_vision_encoder
 from .core.errors import InputError
-from .core.image import image_backend, image_msg_to_rgb
+from .core.image import compressed_to_rgb, image_backend, image_msg_to_rgb
 from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
-                         qos_override, sec_to_duration, SENSOR_QOS, spin_node, stamp_to_sec)
+                         qos_override, sec_to_duration, SENSOR_QOS, spin_node, stamp_to_sec,
+                         ThrottledLog)
 
 
 class VisionEncoderNode(Node):
     """
     Encode the newest camera frame whenever the model is free (latest-frame-wins).
 
-    Subscribes `image` (sensor_msgs/Image, sensor-data QoS, overridable) and publishes
-    `embedding`. The callback only stores the message in a one-slot mailbox; a worker
+    Subscribes `image` (sensor_msgs/Image, sensor-data QoS, overridable), or with
+    `transport:=compressed` `<image>/compressed` (sensor_msgs/CompressedImage), and
+    publishes `embedding`. The callback only stores the message in a one-slot mailbox; a worker
     thread converts and encodes it. A frame that arrives while the slot is still full
     replaces the older one, which is counted as dropped: memory is bounded and the
     capture-to-embedding latency is at most one model run plus the frame in progress.
@@ -52,23 +54,35 @@ class VisionEncoderNode(Node):
         self._slot = None
         self._last_stamp = None
         self._counts = Counter()
+        self._bad = ThrottledLog(self)
         self._seq = 0
 
+        transport = d('transport', 'raw', "'raw': sensor_msgs/Image on image; 'compressed': "
+                      'sensor_msgs/CompressedImage on <image>/compressed (image_transport '
+                      'naming, jpeg or png).', read_only=True)
+        if transport not in ('raw', 'compressed'):
+            raise ValueError(f"transport must be 'raw' or 'compressed', not {transport!r}")
+
         self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        # image_transport naming: the compressed topic hangs off the (remapped) image topic.
+        topic = self.resolve_topic_name('image')
+        if transport == 'compressed':
+            topic += '/compressed'
+        self._topic = topic
         self.create_subscription(
-            Image, 'image', self._on_image, SENSOR_QOS,
-            qos_overriding_options=qos_override(),
-            event_callbacks=incompatible_qos_hint(self, 'image'))
+            CompressedImage if transport == 'compressed' else Image, topic, self._on_image,
+            SENSOR_QOS, qos_overriding_options=qos_override(),
+            event_callbacks=incompatible_qos_hint(self, topic))
         self._diag = Diagnostics(self)
         self._diag.add('vision encoder', self._diagnostics)
         self._running = True
         self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"ready: {self._encoder.encoder_id} on '{self.resolve_topic_name('image')}' "
+            f"ready: {self._encoder.encoder_id} on '{self._topic}' "
             f'(image conversion: {image_backend()})')
 
-    def _on_image(self, msg: Image):
+    def _on_image(self, msg):
         with self._cond:
             self._counts['received'] += 1
             if self._slot is not None:
@@ -87,12 +101,14 @@ class VisionEncoderNode(Node):
                 self._slot = None
             t0 = time.perf_counter()
             try:
-                rgb = image_msg_to_rgb(msg)
+                if isinstance(msg, CompressedImage):
+                    rgb = compressed_to_rgb(msg.format, msg.data)
+                else:
+                    rgb = image_msg_to_rgb(msg)
             except InputError as e:
                 self._counts['rejected'] += 1
                 self._counts[f'rejected_{e.reason}'] += 1
-                self.get_logger().warn(f'rejected image ({e.reason}): {e}',
-                                       throttle_duration_sec=5.0)
+                self._bad.warn(e.reason, f'rejected image ({e.reason}): {e}')
                 continue
             out = self._encoder.encode(rgb)
             dt = time.perf_counter() - t0

@@ -1,0 +1,179 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+The fusion node as a separate process over real DDS, driven with Embedding messages.
+
+Covers what only the node can show: an output per accepted arrival, bad input rejected and
+counted without touching state, staleness, run-time parameter changes validated and
+applied, diagnostics, and time going backwards under use_sim_time.
+"""
+
+import math
+import time
+
+from builtin_interfaces.msg import Time as TimeMsg
+from conftest import node_log
+from diagnostic_msgs.msg import DiagnosticArray
+from late_fusion_msgs.msg import Embedding, FusionOutput
+from late_fusion_ros.bringup import default_params_file, NodeSpec
+import pytest
+from rosgraph_msgs.msg import Clock
+
+pytestmark = pytest.mark.integration
+
+
+def _stamp(t: float) -> TimeMsg:
+    return TimeMsg(sec=int(t), nanosec=int(round((t % 1) * 1e9)) % 1_000_000_000)
+
+
+def _emb(modality, seq, t, labels=(), scores=(), data=()):
+    msg = Embedding(modality=modality, seq=seq, labels=list(labels),
+                    scores=[float(s) for s in scores], data=[float(x) for x in data])
+    msg.header.stamp = _stamp(t)
+    return msg
+
+
+@pytest.fixture(scope='module')
+def fusion(ros, start_nodes):
+    """Start a fusion node (vision dim checked) and a second one on sim time."""
+    files = [default_params_file()]
+    group = start_nodes(
+        NodeSpec('fusion_node', 'fusion', params_files=files,
+                 parameters={'modality_params.vision.dim': 4}),
+        NodeSpec('fusion_node', 'fusion_sim', [('audio/embedding', 'sim/audio/embedding'),
+                                               ('vision/embedding', 'sim/vision/embedding'),
+                                               ('fusion_output', 'sim/fusion_output')],
+                 files, {'use_sim_time': True}))
+    pubs = {t: ros.node.create_publisher(Embedding, t, 50) for t in (
+        'audio/embedding', 'vision/embedding', 'sim/audio/embedding')}
+    clock = ros.node.create_publisher(Clock, '/clock', 10)
+    outputs = ros.collect(FusionOutput, 'fusion_output')
+    sim_outputs = ros.collect(FusionOutput, 'sim/fusion_output')
+    diags = ros.collect(DiagnosticArray, '/diagnostics')
+    assert ros.wait_for(lambda: all(p.get_subscription_count() for p in pubs.values()), 30)
+    return {'group': group, 'pubs': pubs, 'out': outputs, 'sim_out': sim_outputs,
+            'clock': clock, 'diag': diags}
+
+
+def _send_and_wait(ros, fusion, topic, msg, expect_output=True, timeout=5.0):
+    box = fusion['out']
+    before = len(box)
+    fusion['pubs'][topic].publish(msg)
+    if expect_output:
+        assert ros.wait_for(lambda: len(box) > before, timeout), f'no output for {msg}'
+        return box[-1][1]
+    time.sleep(0.5)
+    assert len(box) == before, 'a rejected input produced an output'
+    return None
+
+
+def _state(out, modality):
+    return next(m for m in out.modalities if m.modality == modality)
+
+
+def test_output_on_every_arrival_and_absent_modality_reported(ros, fusion):
+    """Audio alone yields outputs at once; vision, never seen, is reported absent."""
+    t = time.time()
+    outs = [_send_and_wait(ros, fusion, 'audio/embedding',
+                           _emb('audio', k, t + 0.032 * k, ['speech'], [0.9], [0.9]))
+            for k in range(5)]
+    for k, out in enumerate(outs):
+        assert out.trigger_modality == 'audio' and out.trigger_seq == k
+        assert out.valid and out.decision == 'speaking'
+        assert not _state(out, 'vision').present
+        assert _state(out, 'audio').received == k + 1
+        # The output keeps the trigger's capture stamp.
+        assert abs(out.header.stamp.sec + out.header.stamp.nanosec * 1e-9 -
+                   (t + 0.032 * k)) < 1e-6
+
+
+def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
+    """NaN, wrong dimension, empty, length mismatch, unknown modality, duplicates."""
+    t = time.time()
+    good = _send_and_wait(ros, fusion, 'vision/embedding',
+                          _emb('vision', 100, t, ['face', 'mouth_moving'], [0.9, 0.8],
+                               [1, 2, 3, 4]))
+    assert _state(good, 'vision').seq == 100
+    bad = [
+        _emb('vision', 101, t + 0.1, ['face'], [math.nan], [1, 2, 3, 4]),          # NaN
+        _emb('vision', 102, t + 0.2, ['face'], [0.5], [1, 2, 3]),                 # dimension
+        _emb('vision', 103, t + 0.3),                                             # empty
+        _emb('vision', 104, t + 0.4, ['face', 'mouth_moving'], [0.5], [1, 2, 3, 4]),  # lengths
+        _emb('vision', 105, t + 0.5, ['face'], [math.inf], [1, 2, 3, 4]),         # Inf
+    ]
+    for msg in bad:
+        _send_and_wait(ros, fusion, 'vision/embedding', msg, expect_output=False)
+    _send_and_wait(ros, fusion, 'vision/embedding',  # duplicate sequence number
+                   _emb('vision', 100, t + 0.6, ['face'], [0.1], [1, 2, 3, 4]), False)
+    _send_and_wait(ros, fusion, 'vision/embedding',  # older than the current state
+                   _emb('vision', 99, t - 1.0, ['face'], [0.1], [1, 2, 3, 4]), False)
+    _send_and_wait(ros, fusion, 'audio/embedding',   # a modality the node was not given
+                   _emb('lidar', 7, t, ['speech'], [0.5]), False)
+    after = _send_and_wait(ros, fusion, 'audio/embedding',
+                           _emb('audio', 50, t + 0.7, ['speech'], [0.9], [0.9]))
+    vision = _state(after, 'vision')
+    assert vision.seq == 100, 'a rejected input changed the state'
+    assert vision.rejected == 5 and vision.dropped == 2
+    # Diagnostics carry the same counters, per modality and per reason.
+    assert ros.wait_for(lambda: any(
+        kv.key == 'vision.rejected' and kv.value == '5'
+        for _, arr in fusion['diag'] for st in arr.status if st.name.startswith('fusion:')
+        for kv in st.values), 5.0)
+    log = node_log(fusion['group'], 'fusion')
+    for reason in ('non_finite', 'wrong_dimension', 'empty', 'length_mismatch',
+                   'unknown_modality', 'duplicate_seq', 'out_of_order'):
+        assert reason in log, f'no log line for {reason}'
+
+
+def test_stale_modality_contributes_nothing(ros, fusion):
+    """Past max_age (audio: 0.5 s) a modality is reported stale with weight 0."""
+    t = time.time()
+    _send_and_wait(ros, fusion, 'audio/embedding',
+                   _emb('audio', 200, t, ['speech'], [0.95], [0.95]))
+    time.sleep(0.8)
+    out = _send_and_wait(ros, fusion, 'vision/embedding',
+                         _emb('vision', 300, time.time(), ['face', 'mouth_moving'],
+                              [0.9, 0.1], [1, 2, 3, 4]))
+    audio = _state(out, 'audio')
+    assert audio.present and audio.stale and audio.weight == 0.0
+    assert audio.age > 0.5
+
+
+def test_parameters_validated_and_applied_at_run_time(ros, fusion):
+    """An unknown strategy or out-of-range value is refused; a valid change applies."""
+    results = ros.set_parameters('fusion', strategy='no_such_strategy')
+    assert not results[0].successful and 'no_such_strategy' in results[0].reason
+    results = ros.set_parameters('fusion', **{'modality_params.audio.max_age': -1.0})
+    assert not results[0].successful
+    results = ros.set_parameters('fusion', policy='sync')
+    assert not results[0].successful  # read-only: subscriptions are made at start
+    results = ros.set_parameters('fusion', strategy='weighted_average')
+    assert results[0].successful
+    out = _send_and_wait(ros, fusion, 'audio/embedding',
+                         _emb('audio', 400, time.time(), ['speech'], [0.8], [0.8]))
+    assert out.strategy == 'weighted_average'
+    assert dict(zip(out.labels, out.scores))['speech'] == pytest.approx(0.8, abs=1e-6)
+    assert ros.set_parameters('fusion', strategy='speaking_to_robot')[0].successful
+
+
+def test_sim_time_and_time_going_backwards(ros, fusion):
+    """Under use_sim_time a /clock jump backwards resets state once, outputs go on."""
+    pub, clock, box = fusion['pubs']['sim/audio/embedding'], fusion['clock'], fusion['sim_out']
+
+    def step(t, seq):
+        clock.publish(Clock(clock=_stamp(t)))
+        time.sleep(0.1)
+        before = len(box)
+        pub.publish(_emb('audio', seq, t, ['speech'], [0.9], [0.9]))
+        assert ros.wait_for(lambda: len(box) > before, 5.0), f'no output at sim time {t}'
+        return box[-1][1]
+
+    for k in range(3):
+        out = step(1000.0 + k, k)
+        assert _state(out, 'audio').age == pytest.approx(0.0, abs=0.2)  # sim, not wall time
+    out = step(10.0, 3)  # a bag loop: time goes back
+    assert out.valid and _state(out, 'audio').seq == 3
+    out = step(11.0, 4)
+    assert out.valid
+    log = node_log(fusion['group'], 'fusion_sim')
+    assert log.count('time jumped backwards') == 1
