@@ -14,7 +14,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
 from .core.audio import (AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper,
-                         StreamResampler, to_mono)
+                         StreamClock, StreamResampler, to_mono)
 from .core.encoders import make_audio_encoder
 from .core.errors import InputError
 from .ros_common import (AUDIO_QOS, declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
@@ -96,6 +96,8 @@ class AudioEncoderNode(Node):
     def _reset_stream(self):
         enc = self._encoder
         self._resampler = StreamResampler(self._rate, enc.sample_rate)
+        # Half a hop of stamp disagreement is a gap in the stream, not jitter.
+        self._stream_clock = StreamClock(self._rate, enc.sample_rate, 0.5 * enc.hop / enc.sample_rate)
         self._framer = AudioFramer(enc.window, enc.hop)
         self._stamper = HeaderlessStamper()
         with self._lock:
@@ -137,9 +139,13 @@ class AudioEncoderNode(Node):
             return
         if stamp is None:
             stamp = self._stamper.stamp(now_sec(self), len(mono), self._rate)
+        if self._stream_clock.input_chunk(stamp, len(mono)):
+            self._resampler.reset()  # a gap: do not interpolate across it
         resampled = self._resampler.process(mono)
-        # The resampler delays output slightly; stamps follow the framer's sample clock.
-        frames = self._framer.push(resampled, stamp, self._encoder.sample_rate)
+        if not len(resampled):
+            return
+        frames = self._framer.push(resampled, self._stream_clock.output_stamp(len(resampled)),
+                                   self._encoder.sample_rate)
         with self._lock:
             for frame in frames:
                 if len(self._pending) == self._pending.maxlen:

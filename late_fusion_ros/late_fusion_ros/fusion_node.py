@@ -69,7 +69,6 @@ class FusionNode(Node):
             sync_by = 'message_filters.ApproximateTimeSynchronizer'
         else:
             sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
-        self._last_now = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._pub = self.create_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)

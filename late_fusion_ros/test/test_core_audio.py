@@ -5,7 +5,8 @@
 import array
 
 from late_fusion_ros.core.audio import (
-    AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper, StreamResampler, to_mono)
+    AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper, StreamClock,
+    StreamResampler, to_mono)
 from late_fusion_ros.core.errors import InputError
 import numpy as np
 import pytest
@@ -175,3 +176,23 @@ def test_headerless_stamper_is_contiguous_and_monotonic():
     assert stamper.stamp(29.0, n, rate) == pytest.approx(29.9)
     stamper.reset()
     assert stamper.stamp(1.0, n, rate) == pytest.approx(0.9)
+
+
+def test_stream_clock_stamps_resampled_chunks_on_the_input_clock():
+    """48 kHz chunks resampled to 16 kHz: output stamps equal input time; gaps re-anchor."""
+    rate_in, rate_out, chunk = 48000, 16000, 1536
+    clock = StreamClock(rate_in, rate_out, max_skew=0.016)
+    resampler = StreamResampler(rate_in, rate_out)
+    x = np.sin(2 * np.pi * 300 * np.arange(rate_in) / rate_in).astype(np.float32)
+    t0, produced, stamps = 100.0, 0, []
+    for k in range(0, len(x), chunk):
+        assert clock.input_chunk(t0 + k / rate_in, chunk) == (k == 0)
+        out = resampler.process(x[k:k + chunk])
+        stamps.append(clock.output_stamp(len(out)))
+        assert stamps[-1] == pytest.approx(t0 + produced / rate_out)
+        produced += len(out)
+    # A chunk 1 s later than the clock expects is a new stream anchored at its own stamp.
+    assert clock.input_chunk(t0 + 3.0, chunk)
+    assert clock.output_stamp(100) == pytest.approx(t0 + 3.0)
+    # Jitter within max_skew is not a gap.
+    assert not clock.input_chunk(t0 + 3.0 + chunk / rate_in + 0.005, chunk)

@@ -238,3 +238,36 @@ class HeaderlessStamper:
         self._count += n_frames
         self._last = start
         return start
+
+
+class StreamClock:
+    """
+    Capture stamps for a resampled stream, and detection of gaps in it.
+
+    soxr's stream output is time-aligned with its input (output sample j is input time
+    j / out_rate; it withholds the first samples instead of delaying them), so the stamp of
+    every output chunk follows from the stream's anchor stamp and the output count. A
+    chunk whose own stamp disagrees with the input clock by more than `max_skew` seconds is
+    a discontinuity: the caller resets its resampler and the clock re-anchors there.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int, max_skew: float):
+        """Clock for in_rate -> out_rate (Hz) tolerating `max_skew` s of stamp jitter."""
+        self.in_rate, self.out_rate, self.max_skew = in_rate, out_rate, max_skew
+        self._anchor = None
+        self._n_in = self._n_out = 0
+
+    def input_chunk(self, stamp: float, n_in: int) -> bool:
+        """Account for an input chunk; return True if it starts a new (discontinuous) stream."""
+        expected = None if self._anchor is None else self._anchor + self._n_in / self.in_rate
+        restart = expected is None or abs(stamp - expected) > self.max_skew
+        if restart:
+            self._anchor, self._n_in, self._n_out = stamp, 0, 0
+        self._n_in += n_in
+        return restart
+
+    def output_stamp(self, n_out: int) -> float:
+        """Return the capture stamp of the next `n_out` output samples' first one."""
+        stamp = self._anchor + self._n_out / self.out_rate
+        self._n_out += n_out
+        return stamp

@@ -1,0 +1,257 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+The encoder nodes as separate processes over real DDS, fed as real drivers feed them.
+
+Audio: audio_common_msgs in a non-default format (S32LE stereo at 48 kHz, latched
+AudioInfo), headerless AudioData, a compressed coding_format, malformed chunks.
+Vision: every supported encoding, CompressedImage (jpeg/png), malformed images, and
+latest-frame-wins under a burst. Real models on real media throughout.
+"""
+
+import time
+
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from conftest import node_log
+from diagnostic_msgs.msg import DiagnosticArray
+from late_fusion_msgs.msg import Embedding
+from late_fusion_ros.bringup import default_params_file, NodeSpec
+from late_fusion_ros.core.image import rgb_to_encoding
+from late_fusion_ros.core.media import photo, speech
+import numpy as np
+from PIL import Image as PILImage
+import pytest
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+pytestmark = pytest.mark.integration
+
+RELIABLE = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                     durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+CAT_WORDS = ('cat', 'Mau', 'lynx', 'tabby')
+
+
+def _vision_spec(name, topic, **params):
+    params[f'qos_overrides./{topic}.subscription.reliability'] = 'reliable'
+    return NodeSpec('vision_encoder_node', name,
+                    [('image', topic), ('embedding', f'{name}/embedding')],
+                    [default_params_file()], params)
+
+
+@pytest.fixture(scope='module')
+def nodes(ros, start_nodes):
+    """Two audio encoders (stamped, headerless) and two vision encoders (raw, compressed)."""
+    ros.pubs = {
+        'info': ros.node.create_publisher(AudioInfo, 'a1/audio_info', LATCHED),
+        'audio': ros.node.create_publisher(AudioDataStamped, 'a1/audio_stamped', 50),
+        'info2': ros.node.create_publisher(AudioInfo, 'a2/audio_info', 10),
+        'raw_audio': ros.node.create_publisher(AudioData, 'a2/audio', 50),
+        'image': ros.node.create_publisher(Image, 'cam/image_raw', RELIABLE),
+        'compressed': ros.node.create_publisher(CompressedImage, 'cam2/image/compressed',
+                                                RELIABLE),
+    }
+    # Latched before the node exists, as audio_capture-like drivers do.
+    ros.pubs['info'].publish(AudioInfo(channels=2, sample_rate=48000, sample_format='S32LE',
+                                       bitrate=48000 * 64, coding_format='wave'))
+    files = [default_params_file()]
+    group = start_nodes(
+        NodeSpec('audio_encoder_node', 'a1', [('audio_stamped', 'a1/audio_stamped'),
+                                              ('audio_info', 'a1/audio_info'),
+                                              ('embedding', 'a1/embedding')], files),
+        NodeSpec('audio_encoder_node', 'a2', [('audio', 'a2/audio'),
+                                              ('audio_info', 'a2/audio_info'),
+                                              ('embedding', 'a2/embedding')], files,
+                 {'stamped': False}),
+        _vision_spec('v1', 'cam/image_raw'),
+        _vision_spec('v2', 'cam2/image', transport='compressed'))
+    out = {n: ros.collect(Embedding, f'{n}/embedding') for n in ('a1', 'a2', 'v1', 'v2')}
+    ros.diag = ros.collect(DiagnosticArray, '/diagnostics')
+    assert ros.wait_for(lambda: all(p.get_subscription_count() for p in ros.pubs.values()),
+                        90), 'encoders did not come up'
+    return {'group': group, 'out': out}
+
+
+def _diag(ros, node: str) -> dict:
+    """Return the newest diagnostics values of `node` as a dict."""
+    for _, arr in reversed(ros.diag):
+        for status in arr.status:
+            if status.name.startswith(f'{node}:'):
+                return {kv.key: kv.value for kv in status.values}
+    return {}
+
+
+def _wait_diag(ros, node, key, predicate, timeout=5.0):
+    ok = ros.wait_for(lambda: predicate(int(_diag(ros, node).get(key, 0))), timeout)
+    assert ok, f'{node} diagnostics {key}: {_diag(ros, node)}'
+
+
+def _sec(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def test_audio_s32le_stereo_48k_with_latched_info(ros, nodes):
+    """Speech as S32LE stereo at 48 kHz: resampled, downmixed, no sample lost."""
+    voice = speech('Hello robot, please come to the kitchen.', rate=48000)
+    pcm = np.zeros(int(48000 * 0.5), np.int16)  # lead-in silence
+    pcm = np.concatenate([pcm, voice, np.zeros(48000, np.int16)]).astype(np.int32) << 16
+    stereo = np.stack([pcm, pcm], axis=1)
+    chunk, t0, box = 1536, time.time(), nodes['out']['a1']
+    for k in range(len(stereo) // chunk):
+        msg = AudioDataStamped()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(
+            int((t0 + k * chunk / 48000) * 1e9), 10**9)
+        msg.audio.data = stereo[k * chunk:(k + 1) * chunk].astype('<i4').tobytes()
+        ros.pubs['audio'].publish(msg)
+        time.sleep(0.01)
+    expected = (len(stereo) // chunk) * chunk // 3 // 512
+    assert ros.wait_for(lambda: len(box) >= expected - 1, 10.0), (len(box), expected)
+    embs = [m for _, m in box]
+    stamps = np.array([_sec(m.header.stamp) for m in embs])
+    assert stamps[0] == pytest.approx(t0, abs=1e-3)
+    assert np.allclose(np.diff(stamps), 0.032, atol=1e-4), 'windows not contiguous'
+    speech_prob = np.array([m.scores[0] for m in embs])
+    t = stamps - t0
+    in_speech = (t > 0.7) & (t < 0.5 + len(voice) / 48000 - 0.2)
+    assert speech_prob[in_speech].mean() > 0.5
+    assert speech_prob[t < 0.4].mean() < 0.1
+    assert 'audio_info: 48000 Hz, 2 ch, S32LE' in node_log(nodes['group'], 'a1')
+
+
+def test_audio_compressed_coding_rejected_with_hint(ros, nodes):
+    """An mp3 stream is refused with one clear error; wave brings embeddings back."""
+    pub, box = ros.pubs['info'], nodes['out']['a1']
+    pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
+                          coding_format='mp3'))
+    time.sleep(0.5)
+    before = len(box)
+    msg = AudioDataStamped()
+    msg.audio.data = bytes(1024)
+    for _ in range(5):
+        ros.pubs['audio'].publish(msg)
+    _wait_diag(ros, 'a1', 'rejected_compressed_audio', lambda n: n >= 5)
+    assert len(box) == before
+    assert 'format:=wave' in node_log(nodes['group'], 'a1')
+    pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
+                          coding_format='wave'))
+    time.sleep(0.5)
+    t0 = time.time()
+    for k in range(3):
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int((t0 + k * 0.032) * 1e9),
+                                                                10**9)
+        ros.pubs['audio'].publish(msg)
+    assert ros.wait_for(lambda: len(box) >= before + 3, 5.0)
+
+
+def test_audio_odd_byte_count_rejected(ros, nodes):
+    """A chunk that is not a whole number of S16LE samples is counted, never decoded."""
+    msg = AudioDataStamped()
+    msg.audio.data = bytes(1023)
+    ros.pubs['audio'].publish(msg)
+    _wait_diag(ros, 'a1', 'rejected_odd_byte_count', lambda n: n >= 1)
+
+
+def test_headerless_audio_gets_monotonic_arrival_stamps(ros, nodes):
+    """Headerless AudioData: stamps derive from arrival, contiguous and never decreasing."""
+    ros.pubs['info2'].publish(AudioInfo(channels=1, sample_rate=16000,
+                                        sample_format='S16LE', coding_format='wave'))
+    time.sleep(0.5)
+    voice = speech('Testing the headerless stream.')
+    box, t0 = nodes['out']['a2'], time.time()
+    for k in range(len(voice) // 512):
+        ros.pubs['raw_audio'].publish(AudioData(data=voice[k * 512:(k + 1) * 512].tobytes()))
+        time.sleep(0.032)
+    n = len(voice) // 512
+    assert ros.wait_for(lambda: len(box) >= n - 1, 10.0), (len(box), n)
+    stamps = np.array([_sec(m.header.stamp) for _, m in box])
+    assert np.all(np.diff(stamps) > 0)
+    assert abs(stamps[0] - t0) < 0.5
+    assert np.median(np.diff(stamps)) == pytest.approx(0.032, abs=1e-3)
+
+
+def _image(rgb, encoding, stamp):
+    data, step = rgb_to_encoding(rgb, encoding)
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=step,
+                data=data)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp * 1e9), 10**9)
+    msg.header.frame_id = 'camera'
+    return msg
+
+
+def _send_one(ros, topic_pub, box, msg, timeout=20.0):
+    before = len(box)
+    topic_pub.publish(msg)
+    assert ros.wait_for(lambda: len(box) > before, timeout), 'no embedding'
+    return box[-1][1]
+
+
+@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8', 'mono16',
+                                      'yuv422_yuy2'])
+def test_every_image_encoding_is_encoded(ros, nodes, encoding):
+    """Each encoding of the cat photo yields an embedding with the frame's capture stamp."""
+    stamp = time.time() - 0.05
+    rgb = photo('chelsea')[:, :450]  # YUV 4:2:2 packs pixel pairs: cameras use even widths
+    emb = _send_one(ros, ros.pubs['image'], nodes['out']['v1'], _image(rgb, encoding, stamp))
+    assert _sec(emb.header.stamp) == pytest.approx(stamp, abs=1e-6)
+    assert emb.header.frame_id == 'camera'
+    assert len(emb.data) == 1280 and len(emb.labels) == 5
+    if not encoding.startswith('mono'):
+        assert any(w in emb.labels[0] for w in CAT_WORDS), emb.labels
+
+
+def test_malformed_images_rejected_and_counted(ros, nodes):
+    """Step too small, truncated, unknown encoding, empty: counted; next frame still works."""
+    rgb = photo('coffee')
+    good = _image(rgb, 'rgb8', time.time())
+    bad = {
+        'step_too_small': Image(height=4, width=4, encoding='rgb8', step=8, data=bytes(32)),
+        'truncated': Image(height=4, width=4, encoding='rgb8', step=12, data=bytes(20)),
+        'unknown_encoding': Image(height=4, width=4, encoding='bayer_xyz', step=4,
+                                  data=bytes(16)),
+        'empty': Image(height=0, width=0, encoding='rgb8', step=0, data=b''),
+    }
+    for msg in bad.values():
+        ros.pubs['image'].publish(msg)
+        time.sleep(0.3)
+    for reason in bad:
+        _wait_diag(ros, 'v1', f'rejected_{reason}', lambda n: n >= 1)
+    emb = _send_one(ros, ros.pubs['image'], nodes['out']['v1'], good)
+    assert any(w in ' '.join(emb.labels) for w in ('espresso', 'cup', 'coffee'))
+
+
+@pytest.mark.parametrize('fmt', ['jpeg', 'png'])
+def test_compressed_images(ros, nodes, fmt):
+    """CompressedImage on <image>/compressed (image_transport naming) is decoded."""
+    import io
+    buf = io.BytesIO()
+    PILImage.fromarray(photo('chelsea')).save(buf, format=fmt.upper())
+    msg = CompressedImage(format=fmt, data=buf.getvalue())
+    msg.header.stamp.sec = int(time.time())
+    emb = _send_one(ros, ros.pubs['compressed'], nodes['out']['v2'], msg)
+    assert any(w in emb.labels[0] for w in CAT_WORDS), emb.labels
+
+
+def test_corrupt_compressed_image_rejected(ros, nodes):
+    """Bytes that are not an image are counted as bad_compressed."""
+    ros.pubs['compressed'].publish(CompressedImage(format='jpeg', data=b'not a jpeg' * 10))
+    _wait_diag(ros, 'v2', 'rejected_bad_compressed', lambda n: n >= 1)
+
+
+def test_latest_frame_wins_under_a_burst(ros, nodes):
+    """Frames faster than the model are dropped and counted; the newest is encoded."""
+    box = nodes['out']['v1']
+    rgb = photo('rocket')
+    before = int(_diag(ros, 'v1').get('dropped', 0))
+    t0 = time.time()
+    for k in range(30):
+        ros.pubs['image'].publish(_image(rgb, 'rgb8', t0 + k * 0.001))
+    last = t0 + 29 * 0.001
+    assert ros.wait_for(lambda: box and abs(_sec(box[-1][1].header.stamp) - last) < 1e-6,
+                        20.0), 'the newest frame was not encoded'
+    _wait_diag(ros, 'v1', 'dropped', lambda n: n > before)
+
+    def balanced():
+        d = {k: int(v) for k, v in _diag(ros, 'v1').items() if v.isdigit()}
+        return d['encoded'] + d['dropped'] + d.get('rejected', 0) == d['received']
+    assert ros.wait_for(balanced, 5.0), f'every frame is encoded, dropped or rejected: ' \
+        f"{_diag(ros, 'v1')}"
