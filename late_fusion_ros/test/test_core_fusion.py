@@ -232,3 +232,12 @@ def test_import_needs_neither_ros_nor_torch():
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True, env=os.environ)
     assert out.stdout.strip() == '[]'
+
+
+def test_input_confidence_of_a_detector_counts_both_ways():
+    """One score is a detector: 0.1 is as sure as 0.9; several scores: the best one."""
+    from late_fusion_ros.core.fusion.engine import input_confidence
+    assert input_confidence(np.array([0.1], np.float32)) == pytest.approx(0.9)
+    assert input_confidence(np.array([0.9], np.float32)) == pytest.approx(0.9)
+    assert input_confidence(np.array([0.2, 0.5, 0.3], np.float32)) == pytest.approx(0.5)
+    assert input_confidence(np.zeros(0, np.float32)) == 1.0

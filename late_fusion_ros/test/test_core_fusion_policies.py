@@ -81,9 +81,10 @@ def test_engine_sync_policy_waits_for_a_matching_set():
     assert eng.update(inp('vision', 1, 9.5, scores=[0.9]), 10.5).output is None
     res = eng.update(inp('vision', 2, 10.04, scores=[0.6]), 10.6)
     assert res.accepted and res.reason == '' and res.output.valid
-    # Matched set audio 0.2 (age 0.6, w = 0.2 e^-0.6 = 0.1097623) and vision 0.6 (age 0.56,
-    # w = 0.6 e^-0.56 = 0.3427255): (0.1097623 * 0.2 + 0.3427255 * 0.6) / 0.4524878
-    assert res.output.scores[0] == pytest.approx(0.5029699, rel=1e-5)
+    # Matched set audio 0.2 (one score: confidence max(0.2, 0.8) = 0.8; age 0.6,
+    # w = 0.8 e^-0.6 = 0.4390493) and vision 0.6 (confidence 0.6, age 0.56,
+    # w = 0.6 e^-0.56 = 0.3427255): (0.4390493 * 0.2 + 0.3427255 * 0.6) / 0.7817748
+    assert res.output.scores[0] == pytest.approx(0.3753577, rel=1e-5)
     assert [m.seq for m in res.output.modalities] == [1, 2]
 
 

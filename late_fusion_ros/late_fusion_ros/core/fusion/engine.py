@@ -32,6 +32,22 @@ UNKNOWN_KEY = '<unknown>'
 _EMPTY = np.zeros(0, np.float32)
 
 
+def input_confidence(scores: np.ndarray) -> float:
+    """
+    Return how sure a modality's input is, in [0, 1].
+
+    Several named scores (class probabilities): the most confident one. A single score is a
+    detector's probability of its label, so 0.01 ("surely not speech") is as confident as
+    0.99: max(p, 1 - p). No scores at all (an embedding only): 1.
+    """
+    if scores.size == 0:
+        return 1.0
+    if scores.size == 1:
+        p = float(scores[0])
+        return max(p, 1.0 - p)
+    return float(scores.max())
+
+
 @dataclass
 class _Slot:
     """State of one configured modality."""
@@ -237,8 +253,7 @@ class FusionEngine:
     @staticmethod
     def _store(slot: _Slot, inp: EmbeddingInput, term: Any, now: float) -> None:
         slot.inp, slot.term, slot.arrival = inp, term, now
-        # Confidence of a modality: its most confident named prediction (see weight()).
-        slot.confidence = float(inp.scores.max()) if inp.scores.size else 1.0
+        slot.confidence = input_confidence(inp.scores)
 
     # -- fusion -----------------------------------------------------------------------------
 
@@ -251,8 +266,8 @@ class FusionEngine:
         """
         Report one modality as of `now`; the Entry is None when absent or stale.
 
-        weight = prior * confidence * decay(age), with confidence the max of the input's
-        scores (1 when it has none) and decay 0 once age > max_age.
+        weight = prior * confidence * decay(age), with confidence from input_confidence()
+        and decay 0 once age > max_age.
         """
         cfg, counts, inp = slot.cfg, slot.counts, slot.inp
         if inp is None:
