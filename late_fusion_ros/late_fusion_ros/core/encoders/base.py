@@ -4,7 +4,7 @@
 
 from dataclasses import dataclass, field
 import logging
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -73,14 +73,23 @@ class AudioEncoder:
 
 
 class VisionEncoder:
-    """A model over RGB uint8 images of any size."""
+    """
+    A model over RGB uint8 images of any size.
+
+    `encode` takes the frame's capture time as `stamp` (seconds) so that encoders with a
+    temporal cue (the face encoder's mouth movement) measure real time; stateless models
+    ignore it. `reset` is called when the image stream breaks off.
+    """
 
     name = ''
     encoder_id = ''
 
-    def encode(self, rgb: np.ndarray) -> EncoderOutput:
-        """Encode one (H, W, 3) uint8 RGB image."""
+    def encode(self, rgb: np.ndarray, stamp: Optional[float] = None) -> EncoderOutput:
+        """Encode one (H, W, 3) uint8 RGB image captured at `stamp` (None: unknown)."""
         raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget any state kept across frames."""
 
     def warmup(self) -> None:
         """Run the model once so that the first real frame is not slow."""

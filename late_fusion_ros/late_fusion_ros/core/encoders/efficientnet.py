@@ -57,8 +57,8 @@ class EfficientNetLite0Encoder(VisionEncoder):
         self._names = imagenet_class_names()
         self.encoder_id = 'efficientnet_lite0/imagenet'
 
-    def encode(self, rgb: np.ndarray) -> EncoderOutput:
-        """Embed one RGB image: 1280-d features plus ImageNet top-k."""
+    def encode(self, rgb: np.ndarray, stamp=None) -> EncoderOutput:
+        """Embed one RGB image: 1280-d features plus ImageNet top-k (`stamp` is unused)."""
         torch = self._torch
         crop = np.array(resize_center_crop(rgb, self.image_size))  # writable copy for torch
         # EfficientNet-Lite models were trained on inputs scaled as (x - 127) / 128.
