@@ -97,7 +97,8 @@ class AudioEncoderNode(Node):
         enc = self._encoder
         self._resampler = StreamResampler(self._rate, enc.sample_rate)
         # Half a hop of stamp disagreement is a gap in the stream, not jitter.
-        self._stream_clock = StreamClock(self._rate, enc.sample_rate, 0.5 * enc.hop / enc.sample_rate)
+        self._stream_clock = StreamClock(self._rate, enc.sample_rate,
+                                         0.5 * enc.hop / enc.sample_rate)
         self._framer = AudioFramer(enc.window, enc.hop)
         self._stamper = HeaderlessStamper()
         with self._lock:

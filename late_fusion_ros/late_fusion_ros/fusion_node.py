@@ -173,6 +173,7 @@ class FusionNode(Node):
             out.modalities.append(ModalityState(
                 modality=r.modality, present=r.present, stale=r.stale,
                 stamp=sec_to_stamp(r.stamp), age=float(r.age), weight=float(r.weight),
+                attention=float(fused.attention.get(r.modality, 0.0)),
                 seq=r.seq, received=r.received, rejected=r.rejected, dropped=r.dropped))
         out.capture_to_output_latency = now_sec(self) - fused.stamp
         out.arrival_to_publish_latency = time.perf_counter() - entry

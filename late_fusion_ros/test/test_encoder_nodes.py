@@ -221,7 +221,7 @@ def test_malformed_images_rejected_and_counted(ros, nodes):
 
 @pytest.mark.parametrize('fmt', ['jpeg', 'png'])
 def test_compressed_images(ros, nodes, fmt):
-    """CompressedImage on <image>/compressed (image_transport naming) is decoded."""
+    """Decode a CompressedImage on <image>/compressed (image_transport naming)."""
     import io
     buf = io.BytesIO()
     PILImage.fromarray(photo('chelsea')).save(buf, format=fmt.upper())

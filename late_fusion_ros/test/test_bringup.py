@@ -1,0 +1,62 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+The bring-up spec shared by the launch file and the ROS-free launcher.
+
+`ros2 launch` (launch_ros) is not installable from PyPI; the launch file builds its Node
+actions from the same `node_specs` that the demo and the integration tests start, so what
+is tested here is what the launch file starts. Where launch_ros is installed, the launch
+description itself is loaded and checked too.
+"""
+
+import os
+import py_compile
+
+from late_fusion_ros.bringup import default_params_file, node_specs, ros_args
+import pytest
+import yaml
+
+LAUNCH_FILE = os.path.join(os.path.dirname(__file__), '..', 'launch', 'late_fusion.launch.py')
+
+
+def test_specs_wire_driver_topics_to_the_fusion_node():
+    """Driver topics are remapped onto the encoders; encoders feed <modality>/embedding."""
+    specs = {s.name: s for s in node_specs('/mic/audio_stamped', '/mic/audio_info',
+                                           '/camera/image_raw', use_sim_time=True)}
+    assert set(specs) >= {'audio_encoder', 'vision_encoder', 'fusion'}
+    assert dict(specs['audio_encoder'].remappings) == {
+        'audio_stamped': '/mic/audio_stamped', 'audio_info': '/mic/audio_info',
+        'embedding': 'audio/embedding'}
+    assert dict(specs['vision_encoder'].remappings)['image'] == '/camera/image_raw'
+    params = yaml.safe_load(open(default_params_file()))
+    modalities = params['fusion']['ros__parameters']['modalities']
+    published = {dict(s.remappings).get('embedding') for s in specs.values()}
+    assert {f'{m}/embedding' for m in modalities} <= published
+    assert all(s.parameters['use_sim_time'] is True for s in specs.values())
+
+
+def test_ros_args_are_what_ros2_run_takes():
+    """Remaps, params files and parameters become one --ros-args block."""
+    spec = node_specs('a', 'b', 'c', params_file='/p.yaml')[0]
+    args = ros_args(spec)
+    assert args[:3] == ['--ros-args', '-r', '__node:=audio_encoder']
+    assert '-r' in args and 'audio_stamped:=a' in args
+    assert args[args.index('--params-file') + 1] == '/p.yaml'
+    assert 'use_sim_time:=false' in args
+
+
+def test_every_node_in_the_params_file_is_started():
+    """Each section of config/late_fusion.yaml configures a node the launch file starts."""
+    params = yaml.safe_load(open(default_params_file()))
+    assert set(params) <= {s.name for s in node_specs()}
+
+
+def test_launch_file_compiles_and_loads_where_launch_ros_exists(tmp_path):
+    """The launch file is valid Python; with launch_ros installed it yields the nodes."""
+    py_compile.compile(LAUNCH_FILE, cfile=str(tmp_path / 'launch.pyc'), doraise=True)
+    launch_ros = pytest.importorskip('launch_ros', reason='launch_ros has no PyPI wheel')
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch import LaunchContext
+    description = PythonLaunchDescriptionSource(LAUNCH_FILE).get_launch_description(
+        LaunchContext())
+    assert description.entities and launch_ros is not None
