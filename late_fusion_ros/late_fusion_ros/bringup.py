@@ -38,17 +38,20 @@ def default_params_file() -> str:
 
 def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audio_info',
                image_topic: str = 'image', params_file: Optional[str] = None,
-               use_sim_time: bool = False, extra_params: Optional[Dict] = None
-               ) -> List[NodeSpec]:
+               use_sim_time: bool = False, extra_params: Optional[Dict] = None,
+               face: bool = False) -> List[NodeSpec]:
     """
-    Return the three nodes of late_fusion_ros wired onto the given driver topics.
+    Return the nodes of late_fusion_ros wired onto the given driver topics.
 
     The encoders publish `audio/embedding` and `vision/embedding`, which are the topics the
-    fusion node subscribes for its default modalities `audio` and `vision`.
+    fusion node subscribes for its default modalities `audio` and `vision`. With `face`, a
+    second vision encoder (the face/mouth-movement model) publishes `face/embedding` and the
+    fusion node adds the `face` modality, whose cues the default speaking_to_robot
+    strategy then uses.
     """
     files = [params_file or default_params_file()]
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
-    return [
+    specs = [
         NodeSpec('audio_encoder_node', 'audio_encoder',
                  [('audio_stamped', audio_topic), ('audio_info', audio_info_topic),
                   ('embedding', 'audio/embedding')], files, dict(params)),
@@ -57,6 +60,14 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
                  dict(params)),
         NodeSpec('fusion_node', 'fusion', [], files, dict(params)),
     ]
+    if face:
+        specs.insert(2, NodeSpec('vision_encoder_node', 'face_encoder',
+                                 [('image', image_topic), ('embedding', 'face/embedding')],
+                                 files, dict(params)))
+        specs[-1].parameters.update({
+            'modalities': ['audio', 'vision', 'face'],
+            'strategy_params.speaking_to_robot.vision': 'face'})
+    return specs
 
 
 def ros_args(spec: NodeSpec) -> List[str]:
@@ -69,5 +80,7 @@ def ros_args(spec: NodeSpec) -> List[str]:
     for key, value in spec.parameters.items():
         if isinstance(value, bool):
             value = 'true' if value else 'false'
+        elif isinstance(value, (list, tuple)):
+            value = '[' + ','.join(str(v) for v in value) + ']'  # YAML flow sequence
         args += ['-p', f'{key}:={value}']
     return args

@@ -24,12 +24,12 @@ def _monitor(duration: float, every: float) -> int:
 
     rclpy.init()
     node = rclpy.create_node('late_fusion_demo_monitor')
-    stats = {'audio': 0, 'vision': 0, 'last_print': 0.0}
+    stats = {'last_print': 0.0}
 
     def on_output(msg: FusionOutput):
         stats[msg.trigger_modality] = stats.get(msg.trigger_modality, 0) + 1
         now = time.monotonic()
-        if msg.trigger_modality != 'vision' and now - stats['last_print'] < every:
+        if msg.trigger_modality == 'audio' and now - stats['last_print'] < every:
             return
         stats['last_print'] = now
         mods = ' '.join(
@@ -49,11 +49,11 @@ def _monitor(duration: float, every: float) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        print(f"fused outputs: {stats['audio']} audio-triggered, {stats['vision']} "
-              'vision-triggered', flush=True)
+        counts = ', '.join(f'{v} {k}-triggered' for k, v in stats.items() if k != 'last_print')
+        print(f'fused outputs: {counts or "none"}', flush=True)
         node.destroy_node()
         rclpy.try_shutdown()
-    return stats['audio'] + stats['vision']
+    return sum(v for k, v in stats.items() if k != 'last_print')
 
 
 def main(argv=None):
@@ -63,12 +63,16 @@ def main(argv=None):
     parser.add_argument('--print-every', type=float, default=0.25,
                         help='seconds between printed audio-triggered outputs')
     parser.add_argument('--log-dir', default=None, help='node logs here instead of stdout')
+    parser.add_argument('--face', action='store_true',
+                        help='also run the face/mouth-movement encoder and fuse its cues')
     args = parser.parse_args(argv)
     group = ProcessGroup(log_dir=args.log_dir)
     player = NodeSpec('media_player_node', 'media_player')
     # Demo camera frames are reliable end to end (see media_player_node's image_reliable).
-    specs = node_specs(extra_params=None)
-    specs[1].parameters['qos_overrides./image.subscription.reliability'] = 'reliable'
+    specs = node_specs(face=args.face)
+    for spec in specs:
+        if spec.executable == 'vision_encoder_node':
+            spec.parameters['qos_overrides./image.subscription.reliability'] = 'reliable'
     print('starting media player, audio encoder, vision encoder and fusion node '
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
     for spec in [player] + specs:

@@ -42,7 +42,16 @@ class FusionNode(Node):
         names = d('modalities', ['audio', 'vision'], 'Modalities to fuse; each subscribes '
                   '<name>/embedding.', read_only=True)
         d('strategy', 'speaking_to_robot', f'Fusion strategy: {", ".join(sorted(STRATEGIES))}.')
-        d('model_path', '', 'File of the meta_learner or attention strategy.')
+        d('model_path', '', 'File of the meta_learner or attention strategy (train_fusion '
+          'writes it).')
+        # Per-strategy options, e.g. strategy_params.speaking_to_robot.threshold: 0.6. Their
+        # names depend on the strategy, so every one given in the parameters file is
+        # declared (typed by its YAML value) and checked by the strategy itself. rclpy has
+        # no public accessor for the overrides given at start-up; this attribute is stable.
+        for name in self._parameter_overrides:
+            if name.startswith('strategy_params.'):
+                d(name, self._parameter_overrides[name].value,
+                  'Option of the strategy named in the key.', dynamic_typing=True)
         policy = d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set "
                    'within sync_slop (ApproximateTimeSynchronizer, the benchmark baseline).',
                    read_only=True)
@@ -107,13 +116,26 @@ class FusionNode(Node):
             p = f'modality_params.{name}.'
             mods.append(ModalityConfig(name=name, **{k: get(p + k) for k in _MODALITY_PARAMS}))
             min_interval[name] = float(get(p + 'min_interval'))
-        params = {'model_path': get('model_path')} if get('model_path') else {}
+        strategy = get('strategy')
+        if strategy not in STRATEGIES:
+            raise ValueError(f'unknown strategy {strategy!r}; known: {sorted(STRATEGIES)}')
+        prefix = f'strategy_params.{strategy}.'
+        params = {k[len(prefix):]: v for k, v in self._all_params(overrides).items()
+                  if k.startswith(prefix)}
+        if get('model_path') and 'model_path' in STRATEGIES[strategy].PARAMS:
+            params['model_path'] = get('model_path')
         policy = get('policy')
         if policy == 'sync' and message_filters is not None:
             policy = 'async'  # message_filters completes the sets before the engine sees them
-        return FusionConfig(modalities=mods, strategy=get('strategy'), strategy_params=params,
+        return FusionConfig(modalities=mods, strategy=strategy, strategy_params=params,
                             policy=policy, sync_slop=float(get('sync_slop')),
                             min_interval=min_interval)
+
+    def _all_params(self, overrides: dict) -> dict:
+        values = {f'strategy_params.{k}': p.value
+                  for k, p in self.get_parameters_by_prefix('strategy_params').items()}
+        values.update(overrides)
+        return values
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Validate a run-time change fully, then swap the configuration between arrivals."""

@@ -21,13 +21,15 @@ ARGUMENTS = {
     'params_file': (default_params_file(), 'YAML parameters of the three nodes'),
     'namespace': ('', 'Namespace of the three nodes'),
     'use_sim_time': ('false', 'Use /clock (rosbag play --clock)'),
+    'face': ('false', 'Also run the face/mouth-movement encoder and fuse its cues'),
 }
 
 
 def _nodes(context):
     arg = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     specs = node_specs(arg['audio_topic'], arg['audio_info_topic'], arg['image_topic'],
-                       arg['params_file'], arg['use_sim_time'].lower() == 'true')
+                       arg['params_file'], arg['use_sim_time'].lower() == 'true',
+                       face=arg['face'].lower() == 'true')
     return [Node(package=PACKAGE, executable=s.executable, name=s.name,
                  namespace=arg['namespace'], remappings=s.remappings,
                  parameters=s.params_files + [s.parameters], output='screen',

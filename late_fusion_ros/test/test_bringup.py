@@ -35,6 +35,17 @@ def test_specs_wire_driver_topics_to_the_fusion_node():
     assert all(s.parameters['use_sim_time'] is True for s in specs.values())
 
 
+def test_face_adds_an_encoder_and_a_modality():
+    """face=True starts the face encoder and tells the fusion node to use its cues."""
+    specs = {s.name: s for s in node_specs(face=True)}
+    assert dict(specs['face_encoder'].remappings)['embedding'] == 'face/embedding'
+    fusion = specs['fusion'].parameters
+    assert fusion['modalities'] == ['audio', 'vision', 'face']
+    assert fusion['strategy_params.speaking_to_robot.vision'] == 'face'
+    assert '-p' in ros_args(specs['fusion'])
+    assert 'modalities:=[audio,vision,face]' in ros_args(specs['fusion'])
+
+
 def test_ros_args_are_what_ros2_run_takes():
     """Remaps, params files and parameters become one --ros-args block."""
     spec = node_specs('a', 'b', 'c', params_file='/p.yaml')[0]
@@ -48,7 +59,7 @@ def test_ros_args_are_what_ros2_run_takes():
 def test_every_node_in_the_params_file_is_started():
     """Each section of config/late_fusion.yaml configures a node the launch file starts."""
     params = yaml.safe_load(open(default_params_file()))
-    assert set(params) <= {s.name for s in node_specs()}
+    assert set(params) <= {s.name for s in node_specs(face=True)}
 
 
 def test_launch_file_compiles_and_loads_where_launch_ros_exists(tmp_path):
