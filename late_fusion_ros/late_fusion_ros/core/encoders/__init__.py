@@ -34,8 +34,8 @@ def _make_plugin(name: str, kind: type, **params):
                          f"'{PLUGIN_GROUP}'); installed: {plugin_names()}")
     encoder = found[0].load()(**params)
     if not isinstance(encoder, kind):
-        raise TypeError(f"plugin '{plugin}' built a {type(encoder).__name__}, "
-                        f'not a {kind.__name__}')
+        raise TypeError(f"plugin '{plugin}' built a {type(encoder).__name__}; expected an "
+                        f'instance of {kind.__name__}')
     return encoder
 
 
