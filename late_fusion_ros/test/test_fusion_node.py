@@ -177,3 +177,47 @@ def test_sim_time_and_time_going_backwards(ros, fusion):
     assert out.valid
     log = node_log(fusion['group'], 'fusion_sim')
     assert log.count('time jumped backwards') == 1
+
+
+def test_strategy_option_changed_at_run_time(ros, fusion):
+    """strategy_params.<strategy>.<option> is a parameter like any other."""
+    t = time.time()
+    assert ros.set_parameters(
+        'fusion', **{'strategy_params.speaking_to_robot.threshold': 0.99})[0].successful
+    out = _send_and_wait(ros, fusion, 'audio/embedding',
+                         _emb('audio', 500, t, ['speech'], [0.9], [0.9]))
+    assert out.decision == 'not_speaking'  # P is about 0.9, under the new threshold
+    bad = ros.set_parameters('fusion', **{'strategy_params.speaking_to_robot.threshold': 7.0})
+    assert not bad[0].successful
+    assert ros.set_parameters(
+        'fusion', **{'strategy_params.speaking_to_robot.threshold': 0.5})[0].successful
+    out = _send_and_wait(ros, fusion, 'audio/embedding',
+                         _emb('audio', 501, t + 0.032, ['speech'], [0.9], [0.9]))
+    assert out.decision == 'speaking'
+
+
+def test_attention_model_file_switched_in_and_weights_reported(ros, fusion, tmp_path):
+    """A trained attention head is loaded at run time; its attention shows per modality."""
+    import numpy as np
+    from late_fusion_ros.core.fusion.training import train_attention
+    rng = np.random.default_rng(0)
+    samples, labels = [], []
+    for k in range(200):
+        speaking = k % 2 == 0
+        audio = rng.normal(1.0 if speaking else -1.0, 0.3, 1).astype(np.float32)
+        vision = rng.normal(0.0, 1.0, 4).astype(np.float32)  # uninformative
+        samples.append({'audio': audio, 'vision': vision})
+        labels.append('speaking' if speaking else 'not_speaking')
+    path = train_attention(samples, labels, str(tmp_path / 'attention.pt'), epochs=150)
+    assert ros.set_parameters('fusion', model_path=path)[0].successful
+    assert ros.set_parameters('fusion', strategy='attention')[0].successful
+    t = time.time()
+    _send_and_wait(ros, fusion, 'vision/embedding',
+                   _emb('vision', 600, t, ['face'], [0.5], [0.1, -0.2, 0.3, 0.0]))
+    out = _send_and_wait(ros, fusion, 'audio/embedding',
+                         _emb('audio', 601, t + 0.01, ['speech'], [0.9], [1.1]))
+    assert out.strategy == 'attention' and out.decision == 'speaking'
+    attention = {m.modality: m.attention for m in out.modalities}
+    assert sum(attention.values()) == pytest.approx(1.0, abs=1e-4)
+    assert all(a > 0 for a in attention.values())
+    assert ros.set_parameters('fusion', strategy='speaking_to_robot')[0].successful
