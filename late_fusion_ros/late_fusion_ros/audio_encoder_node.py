@@ -39,7 +39,13 @@ class AudioEncoderNode(Node):
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'audio', 'Modality name put in each Embedding.',
                            read_only=True)
-        encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad.', read_only=True)
+        encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad, resemblyzer, '
+                         'torchscript_audio, onnx_audio, or plugin:<entry point name>.',
+                         read_only=True)
+        model_path = d('model_path', '', 'torchscript_audio/onnx_audio: the model file.',
+                       read_only=True)
+        spec_path = d('spec_path', '', 'torchscript_audio/onnx_audio: the YAML spec.',
+                      read_only=True)
         device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
                    read_only=True)
         threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
@@ -60,7 +66,8 @@ class AudioEncoderNode(Node):
 
         import torch
         torch.set_num_threads(threads)
-        self._encoder = make_audio_encoder(encoder_name, device=device)
+        files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
+        self._encoder = make_audio_encoder(encoder_name, device=device, **files)
         self._encoder.warmup()
         self._lock = threading.Condition()
         self._pending = deque(maxlen=max_pending)

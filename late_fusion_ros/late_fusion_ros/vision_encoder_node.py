@@ -37,8 +37,12 @@ class VisionEncoderNode(Node):
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'vision', 'Modality name put in each Embedding.',
                            read_only=True)
-        encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: efficientnet_lite0.',
+        encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: efficientnet_lite0, '
+                         'face, torchscript, onnx, or plugin:<entry point name>.',
                          read_only=True)
+        model_path = d('model_path', '', 'torchscript/onnx: the model file.', read_only=True)
+        spec_path = d('spec_path', '', 'torchscript/onnx: the YAML preprocessing spec.',
+                      read_only=True)
         device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
                    read_only=True)
         threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
@@ -48,7 +52,8 @@ class VisionEncoderNode(Node):
 
         import torch
         torch.set_num_threads(threads)
-        self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k)
+        files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
+        self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k, **files)
         self._encoder.warmup()
         self._cond = threading.Condition()
         self._slot = None
@@ -110,9 +115,9 @@ class VisionEncoderNode(Node):
                 self._counts[f'rejected_{e.reason}'] += 1
                 self._bad.warn(e.reason, f'rejected image ({e.reason}): {e}')
                 continue
-            out = self._encoder.encode(rgb)
-            dt = time.perf_counter() - t0
             stamp = stamp_to_sec(msg.header.stamp)
+            out = self._encoder.encode(rgb, stamp=stamp)
+            dt = time.perf_counter() - t0
             emb = Embedding()
             emb.header = msg.header  # capture stamp and frame_id of the camera frame
             emb.modality = self._modality

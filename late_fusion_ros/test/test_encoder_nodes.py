@@ -64,8 +64,9 @@ def nodes(ros, start_nodes):
                                               ('embedding', 'a2/embedding')], files,
                  {'stamped': False}),
         _vision_spec('v1', 'cam/image_raw'),
-        _vision_spec('v2', 'cam2/image', transport='compressed'))
-    out = {n: ros.collect(Embedding, f'{n}/embedding') for n in ('a1', 'a2', 'v1', 'v2')}
+        _vision_spec('v2', 'cam2/image', transport='compressed'),
+        _vision_spec('f1', 'cam/image_raw', encoder='face', modality='face'))
+    out = {n: ros.collect(Embedding, f'{n}/embedding') for n in ('a1', 'a2', 'v1', 'v2', 'f1')}
     ros.diag = ros.collect(DiagnosticArray, '/diagnostics')
     assert ros.wait_for(lambda: all(p.get_subscription_count() for p in ros.pubs.values()),
                         90), 'encoders did not come up'
@@ -255,3 +256,16 @@ def test_latest_frame_wins_under_a_burst(ros, nodes):
         return d['encoded'] + d['dropped'] + d.get('rejected', 0) == d['received']
     assert ros.wait_for(balanced, 5.0), f'every frame is encoded, dropped or rejected: ' \
         f"{_diag(ros, 'v1')}"
+
+
+def test_face_encoder_node_sees_the_astronaut_not_the_cat(ros, nodes):
+    """The face encoder (encoder:=face) reports a face for the portrait only."""
+    box = nodes['out']['f1']
+    scores = {}
+    for name in ('astronaut', 'chelsea'):
+        emb = _send_one(ros, ros.pubs['image'], box, _image(photo(name), 'rgb8', time.time()))
+        assert emb.modality == 'face'
+        scores[name] = dict(zip(emb.labels, emb.scores))
+    assert scores['astronaut']['face'] > 0.5
+    assert scores['chelsea']['face'] < 0.5
+    assert {'face', 'mouth_open', 'mouth_moving'} <= set(scores['astronaut'])
