@@ -61,7 +61,8 @@ py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
 # the numpy 2 and torch build everything else uses.
 nodeps=(Resemblyzer mediapipe)
 install_nodeps() {
-  "$venv/bin/pip" install -q --no-deps -c scripts/constraints.txt "${nodeps[@]}"
+  "$venv/bin/pip" install -q --no-deps -c scripts/constraints.txt "${nodeps[@]}" 2>&1 \
+    | grep -v "^WARNING: Location" || true
   "$venv/bin/python" -c "import mediapipe, resemblyzer, onnxruntime" 2>/dev/null \
     || { say "model packages do not import"; exit 1; }
 }
