@@ -2,14 +2,13 @@
 # Licensed under the Apache License, Version 2.0
 """Audio encoder node: microphone PCM (audio_common_msgs) in, one Embedding per hop out."""
 
-from collections import Counter, deque
+from collections import Counter
 import threading
 import time
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
-import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 
@@ -17,8 +16,9 @@ from .core.audio import (AudioFramer, check_coding_format, decode_pcm, Headerles
                          StreamClock, StreamResampler, to_mono)
 from .core.encoders import make_audio_encoder
 from .core.errors import InputError
-from .ros_common import (AUDIO_QOS, declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
-                         now_sec, qos_override, sec_to_duration, sec_to_stamp,
+from .core.handover import Mailbox
+from .ros_common import (AUDIO_QOS, declare, Diagnostics, embedding_msg, EMBEDDING_QOS,
+                         incompatible_qos_hint, now_sec, qos_override, sec_to_stamp,
                          spin_node, stamp_to_sec, ThrottledLog)
 
 
@@ -69,8 +69,9 @@ class AudioEncoderNode(Node):
         files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
         self._encoder = make_audio_encoder(encoder_name, device=device, **files)
         self._encoder.warmup()
-        self._lock = threading.Condition()
-        self._pending = deque(maxlen=max_pending)
+        # Windows wait here for the model; when it falls behind the oldest are skipped.
+        self._pending = Mailbox(max_pending)
+        self._gap = threading.Event()  # the model must forget its context before the next
         self._counts = Counter()
         self._bad = ThrottledLog(self)
         self._seq = 0
@@ -92,7 +93,6 @@ class AudioEncoderNode(Node):
             event_callbacks=incompatible_qos_hint(self, topic))
         self._diag = Diagnostics(self)
         self._diag.add('audio encoder', self._diagnostics)
-        self._running = True
         self._worker = threading.Thread(target=self._work, name='audio_encoder', daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -108,9 +108,8 @@ class AudioEncoderNode(Node):
                                          0.5 * enc.hop / enc.sample_rate)
         self._framer = AudioFramer(enc.window, enc.hop)
         self._stamper = HeaderlessStamper()
-        with self._lock:
-            self._pending.clear()
-            self._reset_model = True
+        self._pending.clear()
+        self._gap.set()
 
     def _on_info(self, msg: AudioInfo):
         try:
@@ -154,13 +153,10 @@ class AudioEncoderNode(Node):
             return
         frames = self._framer.push(resampled, self._stream_clock.output_stamp(len(resampled)),
                                    self._encoder.sample_rate)
-        with self._lock:
-            for frame in frames:
-                if len(self._pending) == self._pending.maxlen:
-                    self._counts['skipped_windows'] += 1
-                    self._reset_model = True  # a gap for a streaming model
-                self._pending.append((frame, frame_id))
-            self._lock.notify()
+        for frame in frames:
+            if self._pending.put((frame, frame_id)):
+                self._counts['skipped_windows'] += 1
+                self._gap.set()  # a skipped window is a gap for a streaming model
 
     def _reject(self, reason, text):
         self._counts['rejected'] += 1
@@ -170,33 +166,19 @@ class AudioEncoderNode(Node):
     # ------------------------------------------------------------------ model side
     def _work(self):
         enc = self._encoder
-        while self._running:
-            with self._lock:
-                while self._running and not self._pending:
-                    self._lock.wait(0.2)
-                if not self._running:
-                    return
-                frame, frame_id = self._pending.popleft()
-                reset, self._reset_model = self._reset_model, False
-            if reset:
+        while (item := self._pending.get()) is not None:
+            frame, frame_id = item
+            if self._gap.is_set():
+                self._gap.clear()
                 enc.reset()
             t0 = time.perf_counter()
             out = enc.encode(frame.samples)
-            dt = time.perf_counter() - t0
-            msg = Embedding()
-            msg.header.stamp = sec_to_stamp(frame.stamp)
-            msg.header.frame_id = frame_id
-            msg.modality = self._modality
-            msg.encoder_id = enc.encoder_id
-            msg.seq = self._seq
-            msg.data = out.data.astype(np.float32).tolist()
-            msg.labels = list(out.labels)
-            msg.scores = out.scores.astype(np.float32).tolist()
-            msg.source_duration = sec_to_duration(enc.window / enc.sample_rate)
-            msg.processing_time = sec_to_duration(dt)
+            msg = embedding_msg(out, self._modality, enc.encoder_id, self._seq,
+                                sec_to_stamp(frame.stamp), frame_id,
+                                enc.window / enc.sample_rate, time.perf_counter() - t0)
             self._seq += 1
             self._counts['embeddings'] += 1
-            if self._running:  # close() may have begun during the model run
+            if not self._pending.closed:  # close() may have begun during the model run
                 self._pub.publish(msg)
 
     def _diagnostics(self):
@@ -213,9 +195,7 @@ class AudioEncoderNode(Node):
 
     def close(self):
         """Stop the worker thread (called before destroy_node)."""
-        self._running = False
-        with self._lock:
-            self._lock.notify_all()
+        self._pending.close()
         self._worker.join(timeout=2.0)
 
 

@@ -8,6 +8,7 @@ from typing import Callable, Type
 
 from builtin_interfaces.msg import Duration as DurationMsg
 from builtin_interfaces.msg import Time as TimeMsg
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -82,6 +83,20 @@ def sec_to_duration(t: float) -> DurationMsg:
     """Convert float seconds to builtin_interfaces/Duration."""
     ns = int(round(t * 1e9))
     return DurationMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def embedding_msg(out, modality: str, encoder_id: str, seq: int, stamp: TimeMsg,
+                  frame_id: str, source_duration: float, processing_time: float):
+    """Build a late_fusion_msgs/Embedding from an EncoderOutput and the source's stamp."""
+    from late_fusion_msgs.msg import Embedding
+    msg = Embedding(modality=modality, encoder_id=encoder_id, seq=seq,
+                    data=np.asarray(out.data, np.float32).tolist(), labels=list(out.labels),
+                    scores=np.asarray(out.scores, np.float32).tolist(),
+                    source_duration=sec_to_duration(source_duration),
+                    processing_time=sec_to_duration(processing_time))
+    msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    return msg
 
 
 def now_sec(node: Node) -> float:

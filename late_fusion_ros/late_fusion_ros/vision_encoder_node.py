@@ -8,16 +8,16 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
-import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from .core.encoders import make_vision_encoder
 from .core.errors import InputError
+from .core.handover import Mailbox
 from .core.image import compressed_to_rgb, image_backend, image_msg_to_rgb
-from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, incompatible_qos_hint,
-                         qos_override, sec_to_duration, SENSOR_QOS, spin_node, stamp_to_sec,
-                         ThrottledLog)
+from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS,
+                         incompatible_qos_hint, qos_override, SENSOR_QOS, spin_node,
+                         stamp_to_sec, ThrottledLog)
 
 
 class VisionEncoderNode(Node):
@@ -55,8 +55,7 @@ class VisionEncoderNode(Node):
         files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
         self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k, **files)
         self._encoder.warmup()
-        self._cond = threading.Condition()
-        self._slot = None
+        self._slot = Mailbox(1)  # latest-frame-wins: one frame waits, newer ones replace it
         self._last_stamp = None
         self._counts = Counter()
         self._bad = ThrottledLog(self)
@@ -80,7 +79,6 @@ class VisionEncoderNode(Node):
             event_callbacks=incompatible_qos_hint(self, topic))
         self._diag = Diagnostics(self)
         self._diag.add('vision encoder', self._diagnostics)
-        self._running = True
         self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -88,22 +86,12 @@ class VisionEncoderNode(Node):
             f'(image conversion: {image_backend()})')
 
     def _on_image(self, msg):
-        with self._cond:
-            self._counts['received'] += 1
-            if self._slot is not None:
-                self._counts['dropped'] += 1  # superseded before the model got to it
-            self._slot = (msg, time.perf_counter())
-            self._cond.notify()
+        self._counts['received'] += 1
+        if self._slot.put(msg):
+            self._counts['dropped'] += 1  # superseded before the model got to it
 
     def _work(self):
-        while self._running:
-            with self._cond:
-                while self._running and self._slot is None:
-                    self._cond.wait(0.2)
-                if not self._running:
-                    return
-                msg, _ = self._slot
-                self._slot = None
+        while (msg := self._slot.get()) is not None:
             t0 = time.perf_counter()
             try:
                 if isinstance(msg, CompressedImage):
@@ -117,22 +105,15 @@ class VisionEncoderNode(Node):
                 continue
             stamp = stamp_to_sec(msg.header.stamp)
             out = self._encoder.encode(rgb, stamp=stamp)
-            dt = time.perf_counter() - t0
-            emb = Embedding()
-            emb.header = msg.header  # capture stamp and frame_id of the camera frame
-            emb.modality = self._modality
-            emb.encoder_id = self._encoder.encoder_id
-            emb.seq = self._seq
-            emb.data = out.data.astype(np.float32).tolist()
-            emb.labels = list(out.labels)
-            emb.scores = out.scores.astype(np.float32).tolist()
             period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
-            emb.source_duration = sec_to_duration(max(0.0, period))
-            emb.processing_time = sec_to_duration(dt)
+            # Same capture stamp and frame_id as the camera frame.
+            emb = embedding_msg(out, self._modality, self._encoder.encoder_id, self._seq,
+                                msg.header.stamp, msg.header.frame_id, max(0.0, period),
+                                time.perf_counter() - t0)
             self._last_stamp = stamp
             self._seq += 1
             self._counts['encoded'] += 1
-            if self._running:  # close() may have begun during the model run
+            if not self._slot.closed:  # close() may have begun during the model run
                 self._pub.publish(emb)
 
     def _diagnostics(self):
@@ -144,9 +125,7 @@ class VisionEncoderNode(Node):
 
     def close(self):
         """Stop the worker thread (called before destroy_node)."""
-        self._running = False
-        with self._cond:
-            self._cond.notify_all()
+        self._slot.close()
         self._worker.join(timeout=5.0)
 
 
