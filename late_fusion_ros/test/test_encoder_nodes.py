@@ -59,6 +59,10 @@ def nodes(ros, start_nodes):
         NodeSpec('audio_encoder_node', 'a1', [('audio_stamped', 'a1/audio_stamped'),
                                               ('audio_info', 'a1/audio_info'),
                                               ('embedding', 'a1/embedding')], files),
+        NodeSpec('audio_encoder_node', 'a3', [('audio_stamped', 'a1/audio_stamped'),
+                                              ('audio_info', 'a1/audio_info'),
+                                              ('embedding', 'a3/embedding')], files,
+                 {'encoder': 'resemblyzer'}),
         NodeSpec('audio_encoder_node', 'a2', [('audio', 'a2/audio'),
                                               ('audio_info', 'a2/audio_info'),
                                               ('embedding', 'a2/embedding')], files,
@@ -66,10 +70,13 @@ def nodes(ros, start_nodes):
         _vision_spec('v1', 'cam/image_raw'),
         _vision_spec('v2', 'cam2/image', transport='compressed'),
         _vision_spec('f1', 'cam/image_raw', encoder='face', modality='face'))
-    out = {n: ros.collect(Embedding, f'{n}/embedding') for n in ('a1', 'a2', 'v1', 'v2', 'f1')}
+    out = {n: ros.collect(Embedding, f'{n}/embedding')
+           for n in ('a1', 'a2', 'a3', 'v1', 'v2', 'f1')}
     ros.diag = ros.collect(DiagnosticArray, '/diagnostics')
-    assert ros.wait_for(lambda: all(p.get_subscription_count() for p in ros.pubs.values()),
-                        90), 'encoders did not come up'
+    # Encoders subscribe once their model is warm; a1/a3 share a topic, so do v1/f1.
+    expected = {'audio': 2, 'image': 2}
+    assert ros.wait_for(lambda: all(p.get_subscription_count() >= expected.get(k, 1)
+                                    for k, p in ros.pubs.items()), 90), 'encoders not up'
     return {'group': group, 'out': out}
 
 
@@ -117,6 +124,15 @@ def test_audio_s32le_stereo_48k_with_latched_info(ros, nodes):
     assert speech_prob[in_speech].mean() > 0.5
     assert speech_prob[t < 0.4].mean() < 0.1
     assert 'audio_info: 48000 Hz, 2 ch, S32LE' in node_log(nodes['group'], 'a1')
+    # The voice encoder on the same stream: 1.6 s windows every 0.5 s, 256-d unit vectors.
+    voice_box = nodes['out']['a3']
+    n_voice = int((len(stereo) / 48000 - 1.6) / 0.5) + 1
+    assert ros.wait_for(lambda: len(voice_box) >= n_voice, 10.0), (len(voice_box), n_voice)
+    voices = [m for _, m in voice_box]
+    assert all(len(m.data) == 256 for m in voices)
+    assert np.linalg.norm(voices[0].data) == pytest.approx(1.0, abs=1e-3)
+    assert np.allclose(np.diff([_sec(m.header.stamp) for m in voices]), 0.5, atol=1e-4)
+    assert _sec(voices[0].header.stamp) == pytest.approx(t0, abs=1e-3)
 
 
 def test_audio_compressed_coding_rejected_with_hint(ros, nodes):
