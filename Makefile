@@ -1,6 +1,7 @@
 # late_fusion_ros: `make demo` and `make test` do all set-up on first use (scripts/setup.sh).
 SHELL := /bin/bash
 DURATION ?= 30
+FACE ?=
 
 .PHONY: setup demo test bench clean
 
@@ -8,7 +9,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@source install/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION)
+	@source install/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION) $(if $(FACE),--face,)
 
 test: setup
 	@source install/setup.bash && bash scripts/run_tests.sh
