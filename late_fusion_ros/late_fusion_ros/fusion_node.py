@@ -14,13 +14,13 @@ from rclpy.node import Node
 
 from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, ModalityConfig,
                           STRATEGIES)
+from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
+                         sec_to_stamp, spin_node, stamp_to_sec, ThrottledLog)
+
 try:  # a ROS install has message_filters; the PyPI wheels do not
     import message_filters
 except ImportError:
     message_filters = None
-
-from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
-                         sec_to_stamp, spin_node, stamp_to_sec, ThrottledLog)
 
 _MODALITY_PARAMS = ('prior', 'max_age', 'decay', 'time_constant', 'dim')
 
@@ -72,17 +72,15 @@ class FusionNode(Node):
               '(rate limit for slow consumers; state is still updated).',
               min_value=0.0, max_value=3600.0)
         self._names = list(names)
+        # With message_filters, it completes the sync sets and the engine fuses them as is.
+        self._external_sync = policy == 'sync' and message_filters is not None
         self._lock = threading.Lock()  # engine updates and reconfiguration are atomic
         self._engine = FusionEngine(self._config_from({}))
-        if policy == 'sync' and message_filters is not None:
-            sync_by = 'message_filters.ApproximateTimeSynchronizer'
-        else:
-            sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self._pub = self.create_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
         self._synchronizer = None
-        if policy == 'sync' and message_filters is not None:
+        if self._external_sync:
             # The baseline as ROS users know it: message_filters' synchroniser decides when a
             # set is complete; the engine then fuses the set without synchronising again.
             subs = [message_filters.Subscriber(self, Embedding, f'{n}/embedding',
@@ -102,6 +100,9 @@ class FusionNode(Node):
         self._bad = ThrottledLog(self)
         self._diag = Diagnostics(self)
         self._diag.add('fusion', self._diagnostics)
+        sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
+        if self._external_sync:
+            sync_by = 'message_filters.ApproximateTimeSynchronizer'
         self.get_logger().info(
             f'fusing {self._names} with {self._engine.config.strategy} ({policy} policy, '
             f'synchroniser: {sync_by})')
@@ -124,12 +125,9 @@ class FusionNode(Node):
                   if k.startswith(prefix)}
         if get('model_path') and 'model_path' in STRATEGIES[strategy].PARAMS:
             params['model_path'] = get('model_path')
-        policy = get('policy')
-        if policy == 'sync' and message_filters is not None:
-            policy = 'async'  # message_filters completes the sets before the engine sees them
         return FusionConfig(modalities=mods, strategy=strategy, strategy_params=params,
-                            policy=policy, sync_slop=float(get('sync_slop')),
-                            min_interval=min_interval)
+                            policy='async' if self._external_sync else get('policy'),
+                            sync_slop=float(get('sync_slop')), min_interval=min_interval)
 
     def _all_params(self, overrides: dict) -> dict:
         values = {f'strategy_params.{k}': p.value

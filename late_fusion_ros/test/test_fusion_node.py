@@ -221,3 +221,18 @@ def test_attention_model_file_switched_in_and_weights_reported(ros, fusion, tmp_
     assert sum(attention.values()) == pytest.approx(1.0, abs=1e-4)
     assert all(a > 0 for a in attention.values())
     assert ros.set_parameters('fusion', strategy='speaking_to_robot')[0].successful
+
+
+@pytest.mark.parametrize('bad', ['policy:=foo', 'strategy:=nope',
+                                 'modality_params.audio.max_age:=-1.0'])
+def test_bad_configuration_refuses_to_start_with_one_clear_line(bad):
+    """An impossible configuration exits 1 with a FATAL line naming it, no traceback."""
+    import subprocess
+    from late_fusion_ros.launcher import executable_path
+    run = subprocess.run([executable_path('fusion_node'), '--ros-args', '-r',
+                          '__node:=fusion_bad', '-p', bad], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 1
+    assert 'cannot start' in run.stderr + run.stdout
+    assert 'Traceback' not in run.stderr + run.stdout
+    assert bad.split(':=')[1].strip('-') in run.stderr + run.stdout
