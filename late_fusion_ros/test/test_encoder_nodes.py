@@ -285,3 +285,16 @@ def test_face_encoder_node_sees_the_astronaut_not_the_cat(ros, nodes):
     assert scores['astronaut']['face'] > 0.5
     assert scores['chelsea']['face'] < 0.5
     assert {'face', 'mouth_open', 'mouth_moving'} <= set(scores['astronaut'])
+
+
+def test_incompatible_camera_qos_is_explained_in_the_log(ros, nodes):
+    """A best-effort camera against a reliable subscription gets a hint, not silence."""
+    best_effort = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+    pub = ros.node.create_publisher(Image, 'cam/image_raw', best_effort)
+    try:
+        assert ros.wait_for(
+            lambda: 'incompatible QoS' in node_log(nodes['group'], 'v1'), 10.0), \
+            node_log(nodes['group'], 'v1')[-2000:]
+        assert 'qos_overrides' in node_log(nodes['group'], 'v1')
+    finally:
+        ros.node.destroy_publisher(pub)
