@@ -28,30 +28,13 @@ import tempfile
 import threading
 import time
 
+from benchlib import pct, table
 import numpy as np
 
 RATE, CHUNK = 16000, 512
 PHOTOS = ['astronaut', 'chelsea', 'coffee', 'rocket']
 CAMERA = (480, 640)
 NEEDS_FILE = ('torchscript', 'onnx', 'plugin', 'file', 'path')
-
-
-def table(title, headers, rows):
-    """Print a plain aligned table with a title line."""
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
-    print(f'\n{title}')
-    print('  '.join(h.rjust(w) for h, w in zip(headers, widths)))
-    print('  '.join('-' * w for w in widths))
-    for r in cells:
-        print('  '.join(c.rjust(w) for c, w in zip(r, widths)))
-    sys.stdout.flush()
-
-
-def pct(values, q):
-    """Return the q-th percentile of values, or nan when empty."""
-    return float(np.percentile(values, q)) if len(values) else float('nan')
 
 
 def camera_photo(name):

@@ -34,30 +34,13 @@ import tempfile
 import threading
 import time
 
+from benchlib import pct, table
 import numpy as np
 
 TARGETS = ('floor', 'async', 'sync')
 MODS = ('audio', 'vision')
 AUDIO_HZ, VISION_HZ = 1.0 / 0.032, 10.0
 PHOTOS = ['astronaut', 'chelsea', 'coffee', 'rocket']
-
-
-def table(title, headers, rows):
-    """Print a plain aligned table with a title line."""
-    cells = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
-              for i, h in enumerate(headers)]
-    print(f'\n{title}')
-    print('  '.join(h.rjust(w) for h, w in zip(headers, widths)))
-    print('  '.join('-' * w for w in widths))
-    for r in cells:
-        print('  '.join(c.rjust(w) for c, w in zip(r, widths)))
-    sys.stdout.flush()
-
-
-def pct(values, q):
-    """Return the q-th percentile of values, or nan when empty."""
-    return float(np.percentile(values, q)) if len(values) else float('nan')
 
 
 def ms(x):
