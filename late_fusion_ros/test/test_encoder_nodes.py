@@ -77,6 +77,9 @@ def nodes(ros, start_nodes):
     expected = {'audio': 2, 'image': 2}
     assert ros.wait_for(lambda: all(p.get_subscription_count() >= expected.get(k, 1)
                                     for k, p in ros.pubs.items()), 90), 'encoders not up'
+    # Our writers now see the nodes' readers; give the nodes' side of discovery a moment
+    # to see our writers too, or a first message can be dropped unseen.
+    time.sleep(1.0)
     return {'group': group, 'out': out}
 
 

@@ -129,6 +129,7 @@ def run(tmp_path_factory):
         for spec in specs:
             group.start(spec)
         assert driver.wait_ready(120.0), f'nodes did not come up; logs in {log_dir}'
+        time.sleep(1.0)  # let the nodes' side of discovery see our publishers too
         assert all(code is None for code in group.alive().values()), group.alive()
         driver.play()
     finally:
