@@ -24,14 +24,15 @@ def _monitor(duration: float, every: float) -> int:
 
     rclpy.init()
     node = rclpy.create_node('late_fusion_demo_monitor')
-    stats = {'last_print': 0.0}
+    stats, last_print = {}, {}
 
     def on_output(msg: FusionOutput):
         stats[msg.trigger_modality] = stats.get(msg.trigger_modality, 0) + 1
         now = time.monotonic()
-        if msg.trigger_modality == 'audio' and now - stats['last_print'] < every:
+        # Every modality's outputs are shown, each at most once per `every` seconds.
+        if now - last_print.get(msg.trigger_modality, 0.0) < every:
             return
-        stats['last_print'] = now
+        last_print[msg.trigger_modality] = now
         mods = ' '.join(
             f"{m.modality}={'-' if not m.present else 'stale' if m.stale else f'{m.weight:.2f}'}"
             for m in msg.modalities)
@@ -49,19 +50,19 @@ def _monitor(duration: float, every: float) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        counts = ', '.join(f'{v} {k}-triggered' for k, v in stats.items() if k != 'last_print')
+        counts = ', '.join(f'{v} {k}-triggered' for k, v in stats.items())
         print(f'fused outputs: {counts or "none"}', flush=True)
         node.destroy_node()
         rclpy.try_shutdown()
-    return sum(v for k, v in stats.items() if k != 'last_print')
+    return sum(stats.values())
 
 
 def main(argv=None):
     """Run the demo for --duration seconds (0: until Ctrl-C)."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument('--duration', type=float, default=0.0)
-    parser.add_argument('--print-every', type=float, default=0.25,
-                        help='seconds between printed audio-triggered outputs')
+    parser.add_argument('--print-every', type=float, default=0.5,
+                        help='seconds between printed outputs of one trigger modality')
     parser.add_argument('--log-dir', default=None, help='node logs here instead of stdout')
     parser.add_argument('--face', action='store_true',
                         help='also run the face/mouth-movement encoder and fuse its cues')
