@@ -52,14 +52,15 @@ class AudioEncoderNode(Node):
                     read_only=True, min_value=1, max_value=64)
         stamped = d('stamped', True, 'Subscribe audio_stamped (AudioDataStamped); false: '
                     'headerless audio (AudioData), stamped from arrival time.', read_only=True)
+        # The input format is the driver's fact: these are defaults until audio_info arrives.
         self._rate = d('sample_rate', 16000, 'Input sample rate until audio_info says '
-                       'otherwise.', min_value=1000, max_value=384000)
+                       'otherwise.', min_value=1000, max_value=384000, read_only=True)
         self._channels = d('channels', 1, 'Input channels until audio_info says otherwise.',
-                           min_value=1, max_value=64)
+                           min_value=1, max_value=64, read_only=True)
         self._format = d('sample_format', 'S16LE', 'Input sample format until audio_info '
-                         'says otherwise: S16LE, S32LE, F32LE or U8.')
+                         'says otherwise: S16LE, S32LE, F32LE or U8.', read_only=True)
         self._channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
-                          min_value=-1, max_value=63)
+                          min_value=-1, max_value=63, read_only=True)
         max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the model; '
                         'older ones are skipped and counted.', min_value=1, max_value=10000)
         self._frame_id = d('frame_id', '', 'frame_id for headerless input.')
@@ -120,6 +121,10 @@ class AudioEncoderNode(Node):
             self._coding_ok = False
             return
         self._coding_ok = True
+        if not 1000 <= msg.sample_rate <= 384000 or msg.channels < 1:
+            self._reject('bad_audio_info', f'audio_info says {msg.sample_rate} Hz, '
+                         f'{msg.channels} channels: ignored')
+            return
         fmt = (msg.sample_format or self._format).upper()
         if (msg.sample_rate, msg.channels, fmt) != (self._rate, self._channels, self._format):
             self.get_logger().info(f'audio_info: {msg.sample_rate} Hz, {msg.channels} ch, {fmt}')
@@ -161,7 +166,7 @@ class AudioEncoderNode(Node):
     def _reject(self, reason, text):
         self._counts['rejected'] += 1
         self._counts[f'rejected_{reason}'] += 1
-        self._bad.warn(reason, f'rejected audio chunk ({reason}): {text}')
+        self._bad.warn(reason, f'rejected audio input ({reason}): {text}')
 
     # ------------------------------------------------------------------ model side
     def _work(self):
@@ -172,7 +177,11 @@ class AudioEncoderNode(Node):
                 self._gap.clear()
                 enc.reset()
             t0 = time.perf_counter()
-            out = enc.encode(frame.samples)
+            try:
+                out = enc.encode(frame.samples)
+            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+                self._reject('encoder_error', f'{type(err).__name__}: {err}')
+                continue
             msg = embedding_msg(out, self._modality, enc.encoder_id, self._seq,
                                 sec_to_stamp(frame.stamp), frame_id,
                                 enc.window / enc.sample_rate, time.perf_counter() - t0)

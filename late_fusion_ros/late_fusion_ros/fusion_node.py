@@ -163,8 +163,13 @@ class FusionNode(Node):
             scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
             frame_id=msg.header.frame_id)
         now = now_sec(self)
-        with self._lock:
-            result = self._engine.update(inp, now)
+        try:
+            with self._lock:
+                result = self._engine.update(inp, now)
+        except Exception as err:  # noqa: BLE001 - one bad arrival must not stop fusion
+            self._bad.warn((name, 'engine_error'), f'{name} embedding seq {msg.seq} could not '
+                           f'be fused: {type(err).__name__}: {err}')
+            return
         if result.reset:
             self.get_logger().warn('time jumped backwards (bag loop or sim time reset): '
                                    'all modality state reset')

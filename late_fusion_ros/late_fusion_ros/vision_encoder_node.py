@@ -99,12 +99,14 @@ class VisionEncoderNode(Node):
                 else:
                     rgb = image_msg_to_rgb(msg)
             except InputError as e:
-                self._counts['rejected'] += 1
-                self._counts[f'rejected_{e.reason}'] += 1
-                self._bad.warn(e.reason, f'rejected image ({e.reason}): {e}')
+                self._reject(e.reason, str(e))
                 continue
             stamp = stamp_to_sec(msg.header.stamp)
-            out = self._encoder.encode(rgb, stamp=stamp)
+            try:
+                out = self._encoder.encode(rgb, stamp=stamp)
+            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+                self._reject('encoder_error', f'{type(err).__name__}: {err}')
+                continue
             period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
             # Same capture stamp and frame_id as the camera frame.
             emb = embedding_msg(out, self._modality, self._encoder.encoder_id, self._seq,
@@ -115,6 +117,11 @@ class VisionEncoderNode(Node):
             self._counts['encoded'] += 1
             if not self._slot.closed:  # close() may have begun during the model run
                 self._pub.publish(emb)
+
+    def _reject(self, reason, text):
+        self._counts['rejected'] += 1
+        self._counts[f'rejected_{reason}'] += 1
+        self._bad.warn(reason, f'rejected image ({reason}): {text}')
 
     def _diagnostics(self):
         c = dict(self._counts)

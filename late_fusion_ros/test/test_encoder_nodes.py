@@ -171,6 +171,14 @@ def test_audio_odd_byte_count_rejected(ros, nodes):
     _wait_diag(ros, 'a1', 'rejected_odd_byte_count', lambda n: n >= 1)
 
 
+def test_impossible_audio_info_is_ignored(ros, nodes):
+    """Count and ignore AudioInfo with 0 Hz or 0 channels; the node keeps running."""
+    ros.pubs['info2'].publish(AudioInfo(channels=0, sample_rate=0, sample_format='S16LE',
+                                        coding_format='wave'))
+    _wait_diag(ros, 'a2', 'rejected_bad_audio_info', lambda n: n >= 1)
+    assert all(code is None for code in nodes['group'].alive().values())
+
+
 def test_headerless_audio_gets_monotonic_arrival_stamps(ros, nodes):
     """Headerless AudioData: stamps derive from arrival, contiguous and never decreasing."""
     ros.pubs['info2'].publish(AudioInfo(channels=1, sample_rate=16000,
