@@ -208,6 +208,77 @@ def test_time_reset_clears_state_then_processes_input():
     assert eng.counters()['audio']['received'] == 3  # counters survive a time reset
 
 
+def test_future_stamp_rejected_state_untouched():
+    """A stamp more than max(1 s, max_age) ahead of now is refused; slightly ahead is fine."""
+    eng = engine()  # max_age 2.0 -> tolerance 2.0 s
+    eng.update(inp('audio', 1, 10.0, ['speech'], [0.8]), 10.0)
+    before = snapshot(eng.evaluate(10.0))
+    res = eng.update(inp('audio', 2, 12.5, ['speech'], [0.3]), 10.0)  # 2.5 s ahead
+    assert not res.accepted and res.reason == 'future_stamp' and res.output is None
+    assert not res.reset
+    assert snapshot(eng.evaluate(10.0)) == before
+    counts = eng.counters()['audio']
+    assert counts['future_stamp'] == 1 and counts['rejected'] == 1 and counts['received'] == 1
+    # 0.5 s ahead (clock skew) is accepted: age clamps to 0, so weight = confidence 0.7.
+    res = eng.update(inp('audio', 3, 10.5, ['speech'], [0.3]), 10.0)
+    assert res.accepted and res.output.modalities[0].weight == pytest.approx(0.7)
+    # A normal input after that is still accepted (the refused stamp 12.5 was not kept).
+    assert eng.update(inp('audio', 4, 10.6, ['speech'], [0.3]), 10.6).accepted
+
+
+def test_stamps_jumping_back_reset_state_while_now_goes_on():
+    """A bag loop without --clock: stamps jump back, now does not; state resets, input used."""
+    eng = engine()
+    eng.update(inp('audio', 10, 104.0, ['speech'], [0.9]), 104.0)
+    eng.update(inp('vision', 10, 104.0, ['speech'], [0.9]), 104.0)
+    # The bag restarts at stamp 100.0 while now keeps going: 4 s back > max(1, max_age 2).
+    res = eng.update(inp('audio', 1, 100.0, ['speech'], [0.4]), 104.1)
+    assert res.accepted and res.reset and res.reason == ''
+    audio, vision = res.output.modalities
+    assert (audio.present, audio.seq, audio.stamp) == (True, 1, 100.0)
+    assert audio.age == pytest.approx(4.1) and audio.stale  # 4.1 s old > max_age 2
+    assert not vision.present
+    assert eng.counters()['audio']['received'] == 2  # counters survive the reset
+    # The loop's next input follows the new stamps: accepted, no further reset.
+    res = eng.update(inp('audio', 2, 100.032, ['speech'], [0.4]), 104.132)
+    assert res.accepted and not res.reset
+
+
+def test_slightly_late_input_is_still_out_of_order():
+    """Older than the last stamp by at most max(1 s, max_age): dropped, no reset."""
+    eng = engine(modalities=[ModalityConfig('audio', max_age=0.5), ModalityConfig('vision')])
+    eng.update(inp('audio', 1, 100.0, ['speech'], [0.9]), 100.0)
+    eng.update(inp('vision', 1, 100.0, ['speech'], [0.9]), 100.0)
+    # max_age 0.5 < 1 s: the tolerance is 1 s, so 0.8 s late is merely late.
+    res = eng.update(inp('audio', 2, 99.2, ['speech'], [0.4]), 100.1)
+    assert not res.accepted and res.reason == 'out_of_order' and not res.reset
+    assert eng.counters()['audio']['dropped'] == 1
+    assert eng.evaluate(100.1).modalities[1].present  # vision kept
+    # 1.5 s back is a jump: reset, then used.
+    res = eng.update(inp('audio', 3, 98.5, ['speech'], [0.4]), 100.2)
+    assert res.accepted and res.reset
+    assert not res.output.modalities[1].present
+
+
+def test_huge_prior_does_not_overflow_the_sigmoid():
+    """Prior 1000 drives |z| past exp's range: outputs stay valid, no overflow."""
+    big = [ModalityConfig('audio', prior=1000.0), ModalityConfig('vision')]
+    eng = engine('speaking_to_robot', modalities=big)
+    with np.errstate(over='raise'):
+        out = eng.update(inp('audio', 1, 10.0, ['speech'], [1e-4]), 10.0).output
+    # p clipped to eps 1e-3: logit = ln(0.001 / 0.999) = -6.9067548; z = 1000 * that = -6906.75
+    # P = sigmoid(z) ~ 0 (about 1e-3000, below float range) -> scores [0, 1].
+    assert out.valid and out.decision == 'not_speaking'
+    np.testing.assert_allclose(out.scores, [0.0, 1.0], atol=1e-30)
+    assert out.confidence == pytest.approx(0.75)  # max(P, 1 - P) = 1, times 0.75 (one cue)
+    # log_linear: weight 1000 * 0.9 = 900, z = +-900 * logit(0.9) = +-1977.5 -> P 1, resp. 0.
+    eng = engine('log_linear', modalities=big)
+    with np.errstate(over='raise'):
+        out = eng.update(inp('audio', 1, 10.0, ['speech', 'music'], [0.9, 0.1]), 10.0).output
+    np.testing.assert_allclose(out.scores, [1.0, 0.0], atol=1e-30)
+    assert out.decision == 'speech'
+
+
 def test_reset_forgets_everything():
     """reset() forgets inputs and counters."""
     eng = engine()

@@ -24,7 +24,14 @@ from .strategies import Entry
 from .sync import ApproximateSync
 
 # A `now` this much earlier than the last one means the clock was reset (bag loop, sim time).
+# A stamp more than max(this, max_age) older than its modality's last accepted one likewise
+# means the stamps' clock jumped back (a bag loop played without --clock: `now` is wall time).
 TIME_RESET_TOLERANCE = 1.0
+# A stamp more than max(this, max_age) ahead of `now` is refused: accepted, it would become the
+# modality's last stamp and every real input after it would be dropped as out_of_order.
+FUTURE_TOLERANCE = 1.0
+# Rejection reason for such a stamp (kept here: datatypes.REJECT_REASONS lacks it so far).
+FUTURE_STAMP = 'future_stamp'
 # Queue length of the 'sync' baseline, as commonly given to ApproximateTimeSynchronizer.
 SYNC_QUEUE_SIZE = 10
 # Counter key for inputs naming a modality that is not configured.
@@ -206,7 +213,7 @@ class FusionEngine:
                 self._reset_state()
             self._last_now = now
             result = self._update(inp, now)
-            result.reset = reset
+            result.reset = reset or result.reset  # _update flags a backwards jump of stamps
             return result
 
     def _reject(self, counts: Counter, reason: str, kind: str) -> UpdateResult:
@@ -222,6 +229,14 @@ class FusionEngine:
         reason = _invalid_reason(inp, slot.cfg) or self._strategy.check(inp)
         if reason:
             return self._reject(slot.counts, reason, 'rejected')
+        if inp.stamp - now > max(FUTURE_TOLERANCE, slot.cfg.max_age):
+            return self._reject(slot.counts, FUTURE_STAMP, 'rejected')
+        # Far older than the last accepted stamp: the stamps' clock jumped back (bag loop
+        # without --clock). Reset like a backwards `now` does, before the duplicate check
+        # (the loop may repeat a seq), then use the input. Merely late inputs still drop below.
+        stamp_reset = slot.last_stamp - inp.stamp > max(TIME_RESET_TOLERANCE, slot.cfg.max_age)
+        if stamp_reset:
+            self._reset_state()
         if inp.seq == slot.last_seq:
             return self._reject(slot.counts, t.DUPLICATE_SEQ, 'dropped')
         if inp.stamp < slot.last_stamp:
@@ -235,7 +250,7 @@ class FusionEngine:
             index = list(self._slots).index(inp.modality)
             matched = self._sync.add(index, inp.stamp, (inp, term))
             if matched is None:
-                return UpdateResult(True, t.WAITING_FOR_SYNC, None)
+                return UpdateResult(True, t.WAITING_FOR_SYNC, None, stamp_reset)
             for other, (other_inp, other_term) in zip(self._slots.values(), matched):
                 self._store(other, other_inp, other_term, now)
         if self.full_recompute:
@@ -246,9 +261,9 @@ class FusionEngine:
         if interval > 0.0 and slot.last_output is not None and now - slot.last_output < interval:
             slot.counts['dropped'] += 1
             slot.counts[t.RATE_LIMITED] += 1
-            return UpdateResult(True, t.RATE_LIMITED, None)
+            return UpdateResult(True, t.RATE_LIMITED, None, stamp_reset)
         slot.last_output = now
-        return UpdateResult(True, '', self._evaluate(now, inp))
+        return UpdateResult(True, '', self._evaluate(now, inp), stamp_reset)
 
     @staticmethod
     def _store(slot: _Slot, inp: EmbeddingInput, term: Any, now: float) -> None:

@@ -9,7 +9,6 @@ A strategy splits fusion in two so that the engine can update state by deltas:
 O(modalities x labels)). The engine calls `project` only for the modality that arrived.
 """
 
-import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -124,6 +123,16 @@ class WeightedAverage(_LabelIndexed):
         return argmax_fused([self._names[i] for i in used], num[used] / den[used])
 
 
+# |z| beyond which a sigmoid is 0 or 1 in float64 anyway; clipping keeps exp() from overflowing
+# (math.exp raises OverflowError past ~709, np.exp warns and returns inf) when weights are large.
+_SIGMOID_CLIP = 500.0
+
+
+def _sigmoid(z):
+    """Return 1 / (1 + e^-z) for a float or array without overflow (identical for |z| <= 500)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -_SIGMOID_CLIP, _SIGMOID_CLIP)))
+
+
 def _logit(p, eps: float):
     p = np.clip(p, eps, 1.0 - eps)
     return np.log(p) - np.log1p(-p)
@@ -177,7 +186,7 @@ class LogLinear(_LabelIndexed):
             p = np.exp(z - z.max())
             p /= p.sum()
         else:
-            p = 1.0 / (1.0 + np.exp(-z))
+            p = _sigmoid(z)  # the softmax above is already stable (z - max <= 0)
         return argmax_fused([self._names[i] for i in used], p)
 
 
@@ -233,7 +242,7 @@ class SpeakingToRobot(Strategy):
         if not cues:
             return None
         z = sum(r * logit for r, logit in cues)
-        prob = 1.0 / (1.0 + math.exp(-z))
+        prob = float(_sigmoid(z))  # prior up to 1000 makes |z| far exceed exp's range
         confidence = max(prob, 1.0 - prob)
         if len(cues) < 2:
             confidence *= float(self.params['single_cue_confidence'])
