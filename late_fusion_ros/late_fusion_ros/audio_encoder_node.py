@@ -62,8 +62,9 @@ class AudioEncoderNode(Node):
         self._channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
                           min_value=-1, max_value=63, read_only=True)
         max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the model; '
-                        'older ones are skipped and counted.', min_value=1, max_value=10000)
-        self._frame_id = d('frame_id', '', 'frame_id for headerless input.')
+                        'older ones are skipped and counted.', min_value=1, max_value=10000,
+                        read_only=True)
+        self._frame_id = d('frame_id', '', 'frame_id for headerless input.', read_only=True)
 
         import torch
         torch.set_num_threads(threads)
@@ -73,6 +74,7 @@ class AudioEncoderNode(Node):
         # Windows wait here for the model; when it falls behind the oldest are skipped.
         self._pending = Mailbox(max_pending)
         self._gap = threading.Event()  # the model must forget its context before the next
+        self._generation = 0  # bumped on a format change: older pending windows are void
         self._counts = Counter()
         self._bad = ThrottledLog(self)
         self._seq = 0
@@ -104,11 +106,13 @@ class AudioEncoderNode(Node):
     def _reset_stream(self):
         enc = self._encoder
         self._resampler = StreamResampler(self._rate, enc.sample_rate)
-        # Half a hop of stamp disagreement is a gap in the stream, not jitter.
+        # Drivers that stamp chunks on arrival jitter by milliseconds; a stamp 100 ms (or
+        # half a hop, if longer) off the sample clock is a real gap in the stream.
         self._stream_clock = StreamClock(self._rate, enc.sample_rate,
-                                         0.5 * enc.hop / enc.sample_rate)
+                                         max(0.1, 0.5 * enc.hop / enc.sample_rate))
         self._framer = AudioFramer(enc.window, enc.hop)
         self._stamper = HeaderlessStamper()
+        self._generation += 1
         self._pending.clear()
         self._gap.set()
 
@@ -151,15 +155,20 @@ class AudioEncoderNode(Node):
             return
         if stamp is None:
             stamp = self._stamper.stamp(now_sec(self), len(mono), self._rate)
-        if self._stream_clock.input_chunk(stamp, len(mono)):
-            self._resampler.reset()  # a gap: do not interpolate across it
-        resampled = self._resampler.process(mono)
+        if self._stream_clock.is_gap(stamp):
+            # Do not interpolate across a gap; the filter's tail still belongs to the stream
+            # that ended, so it is framed with that stream's stamps before the reset.
+            self._frame(self._resampler.flush(), frame_id)
+        self._stream_clock.input_chunk(stamp, len(mono))
+        self._frame(self._resampler.process(mono), frame_id)
+
+    def _frame(self, resampled, frame_id):
         if not len(resampled):
             return
         frames = self._framer.push(resampled, self._stream_clock.output_stamp(len(resampled)),
                                    self._encoder.sample_rate)
         for frame in frames:
-            if self._pending.put((frame, frame_id)):
+            if self._pending.put((frame, frame_id, self._generation)):
                 self._counts['skipped_windows'] += 1
                 self._gap.set()  # a skipped window is a gap for a streaming model
 
@@ -172,7 +181,9 @@ class AudioEncoderNode(Node):
     def _work(self):
         enc = self._encoder
         while (item := self._pending.get()) is not None:
-            frame, frame_id = item
+            frame, frame_id, generation = item
+            if generation != self._generation:
+                continue  # taken just before a format change: its stream is gone
             if self._gap.is_set():
                 self._gap.clear()
                 enc.reset()

@@ -53,8 +53,11 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
     specs = [
         NodeSpec('audio_encoder_node', 'audio_encoder',
-                 [('audio_stamped', audio_topic), ('audio_info', audio_info_topic),
-                  ('embedding', 'audio/embedding')], files, dict(params)),
+                 # `audio_topic` serves either input: AudioDataStamped (default) or, with
+                 # stamped:=false, headerless AudioData; the node subscribes only one.
+                 [('audio_stamped', audio_topic), ('audio', audio_topic),
+                  ('audio_info', audio_info_topic), ('embedding', 'audio/embedding')],
+                 files, dict(params)),
         NodeSpec('vision_encoder_node', 'vision_encoder',
                  [('image', image_topic), ('embedding', 'vision/embedding')], files,
                  dict(params)),

@@ -157,8 +157,12 @@ class FusionNode(Node):
     def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
                       publish: bool = True):
         entry = time.perf_counter() if entry is None else entry
+        # The topic decides the slot. An embedding that names another modality (an encoder
+        # left at its default `modality` but remapped here) must not land in that other
+        # modality's slot: it is passed on under a name no slot has, and rejected.
+        modality = name if msg.modality in ('', name) else f'{msg.modality} on {name}'
         inp = EmbeddingInput(
-            modality=msg.modality or name, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
+            modality=modality, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
             data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
             scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
             frame_id=msg.header.frame_id)

@@ -101,6 +101,9 @@ class VisionEncoderNode(Node):
             except InputError as e:
                 self._reject(e.reason, str(e))
                 continue
+            except Exception as err:  # noqa: BLE001 - e.g. a conversion backend failing
+                self._reject('conversion_error', f'{type(err).__name__}: {err}')
+                continue
             stamp = stamp_to_sec(msg.header.stamp)
             try:
                 out = self._encoder.encode(rgb, stamp=stamp)

@@ -25,8 +25,8 @@ def test_specs_wire_driver_topics_to_the_fusion_node():
                                            '/camera/image_raw', use_sim_time=True)}
     assert set(specs) >= {'audio_encoder', 'vision_encoder', 'fusion'}
     assert dict(specs['audio_encoder'].remappings) == {
-        'audio_stamped': '/mic/audio_stamped', 'audio_info': '/mic/audio_info',
-        'embedding': 'audio/embedding'}
+        'audio_stamped': '/mic/audio_stamped', 'audio': '/mic/audio_stamped',
+        'audio_info': '/mic/audio_info', 'embedding': 'audio/embedding'}
     assert dict(specs['vision_encoder'].remappings)['image'] == '/camera/image_raw'
     params = yaml.safe_load(open(default_params_file()))
     modalities = params['fusion']['ros__parameters']['modalities']

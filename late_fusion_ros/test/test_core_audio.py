@@ -171,9 +171,12 @@ def test_headerless_stamper_is_contiguous_and_monotonic():
     stamps = [stamper.stamp(a, n, rate) for a in arrivals]
     assert stamps[0] == pytest.approx(arrivals[0] - 0.1)
     np.testing.assert_allclose(np.diff(stamps), 0.1, atol=1e-12)
-    # A long pause resyncs to the arrival; an early burst never goes backwards.
+    # A long pause resyncs to the arrival; a burst of early chunks never goes backwards.
     assert stamper.stamp(30.0, n, rate) == pytest.approx(29.9)
-    assert stamper.stamp(29.0, n, rate) == pytest.approx(29.9)
+    assert stamper.stamp(30.01, n, rate) == pytest.approx(30.0)
+    assert stamper.stamp(30.02, n, rate) == pytest.approx(30.1)
+    # Arrivals a whole second earlier mean the clock itself went back: follow it.
+    assert stamper.stamp(29.0, n, rate) == pytest.approx(28.9)
     stamper.reset()
     assert stamper.stamp(1.0, n, rate) == pytest.approx(0.9)
 
@@ -196,3 +199,32 @@ def test_stream_clock_stamps_resampled_chunks_on_the_input_clock():
     assert clock.output_stamp(100) == pytest.approx(t0 + 3.0)
     # Jitter within max_skew is not a gap.
     assert not clock.input_chunk(t0 + 3.0 + chunk / rate_in + 0.005, chunk)
+
+
+def test_resampler_flush_returns_the_tail_so_no_sample_is_lost():
+    """Chunked output plus flush() has as many samples as the whole signal resampled."""
+    x = np.sin(2 * np.pi * 300 * np.arange(48000) / 48000).astype(np.float32)
+    resampler = StreamResampler(48000, 16000)
+    out = [resampler.process(x[k:k + 1536]) for k in range(0, len(x), 1536)]
+    total = sum(len(o) for o in out) + len(resampler.flush())
+    assert total == 16000
+    assert len(resampler.process(x[:1536])) < 512  # flush() left a fresh stream behind
+
+
+def test_headerless_stamper_follows_a_clock_that_went_back():
+    """After a sim-time or bag-loop reset, stamps restart from the new clock."""
+    stamper = HeaderlessStamper(max_skew=0.5)
+    for k in range(10):
+        stamper.stamp(1000.0 + 0.032 * (k + 1), 512, 16000)
+    back = stamper.stamp(5.032, 512, 16000)
+    assert back == pytest.approx(5.0)
+    assert stamper.stamp(5.064, 512, 16000) == pytest.approx(5.032)
+
+
+def test_stream_clock_is_gap_does_not_move_the_clock():
+    """is_gap() only asks; input_chunk() anchors."""
+    clock = StreamClock(16000, 16000, max_skew=0.1)
+    assert clock.is_gap(1.0)
+    assert clock.input_chunk(1.0, 512)
+    assert not clock.is_gap(1.032) and clock.is_gap(2.0)
+    assert not clock.input_chunk(1.032, 512)

@@ -119,6 +119,8 @@ def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
                    _emb('vision', 99, t - 1.0, ['face'], [0.1], [1, 2, 3, 4]), False)
     _send_and_wait(ros, fusion, 'audio/embedding',   # a modality the node was not given
                    _emb('lidar', 7, t, ['speech'], [0.5]), False)
+    _send_and_wait(ros, fusion, 'audio/embedding',   # vision's name on audio's topic
+                   _emb('vision', 8, t + 0.8, ['face'], [0.5], [1, 2, 3, 4]), False)
     after = _send_and_wait(ros, fusion, 'audio/embedding',
                            _emb('audio', 50, t + 0.7, ['speech'], [0.9], [0.9]))
     vision = _state(after, 'vision')

@@ -109,6 +109,14 @@ class StreamResampler:
             return x
         return self._stream.resample_chunk(x)
 
+    def flush(self) -> np.ndarray:
+        """Return the samples still held in the filter (end of a stream), then reset."""
+        tail = np.zeros(0, np.float32)
+        if self._stream is not None:
+            tail = self._stream.resample_chunk(tail, last=True)
+        self.reset()
+        return tail
+
     def reset(self) -> None:
         """Forget the carried state, e.g. after a gap in the stream."""
         if self.in_rate != self.out_rate:
@@ -231,7 +239,10 @@ class HeaderlessStamper:
         estimate = arrival - n_frames / rate
         running = None if self._anchor is None else self._anchor + self._count / self._rate
         if rate != self._rate or running is None or abs(running - estimate) > self.max_skew:
-            start = estimate if self._last is None else max(estimate, self._last)
+            # Never decrease, unless the clock itself went back (sim time, a bag loop):
+            # then follow it instead of pinning every chunk to the old stamp.
+            went_back = self._last is not None and estimate < self._last - self.max_skew
+            start = estimate if self._last is None or went_back else max(estimate, self._last)
             self._anchor, self._count, self._rate = start, 0, rate
         else:
             start = running
@@ -257,10 +268,15 @@ class StreamClock:
         self._anchor = None
         self._n_in = self._n_out = 0
 
+    def is_gap(self, stamp: float) -> bool:
+        """Return True if an input chunk stamped `stamp` would start a new stream."""
+        if self._anchor is None:
+            return True
+        return abs(stamp - (self._anchor + self._n_in / self.in_rate)) > self.max_skew
+
     def input_chunk(self, stamp: float, n_in: int) -> bool:
         """Account for an input chunk; return True if it starts a new (discontinuous) stream."""
-        expected = None if self._anchor is None else self._anchor + self._n_in / self.in_rate
-        restart = expected is None or abs(stamp - expected) > self.max_skew
+        restart = self.is_gap(stamp)
         if restart:
             self._anchor, self._n_in, self._n_out = stamp, 0, 0
         self._n_in += n_in
