@@ -15,7 +15,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 ARGUMENTS = {
-    'audio_topic': ('audio_stamped', 'audio_common_msgs/AudioDataStamped topic'),
+    'audio_topic': ('audio_stamped', 'AudioDataStamped topic (AudioData with the audio '
+                    'encoder parameter stamped: false)'),
     'audio_info_topic': ('audio_info', 'audio_common_msgs/AudioInfo topic'),
     'image_topic': ('image', 'sensor_msgs/Image topic'),
     'params_file': (default_params_file(), 'YAML parameters of the three nodes'),

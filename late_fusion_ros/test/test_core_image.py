@@ -156,3 +156,24 @@ def test_bad_compressed_images_are_rejected(fmt, data):
     with pytest.raises(InputError) as err:
         compressed_to_rgb(fmt, data)
     assert err.value.reason == 'bad_compressed'
+
+
+def test_channel_orders_against_hand_built_buffers():
+    """Buffers laid out by hand (not by rgb_to_encoding) decode to the right pixels."""
+    from late_fusion_ros.core.image import image_to_rgb
+    rgb = np.array([[[10, 20, 30], [40, 50, 60]]], np.uint8)  # 1 x 2 pixels
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    alpha = np.full_like(r, 255)
+    layouts = {
+        'rgb8': np.stack([r, g, b], -1), 'bgr8': np.stack([b, g, r], -1),
+        'rgba8': np.stack([r, g, b, alpha], -1), 'bgra8': np.stack([b, g, r, alpha], -1),
+    }
+    for encoding, pixels in layouts.items():
+        out = image_to_rgb(encoding, 1, 2, pixels.shape[-1] * 2, pixels.tobytes())
+        np.testing.assert_array_equal(out, rgb, err_msg=encoding)
+    # mono16 little-endian 0x1234 -> 0x12 in every channel; big-endian bytes the other way.
+    little = bytes([0x34, 0x12, 0xff, 0x00])
+    out = image_to_rgb('mono16', 1, 2, 4, little)
+    np.testing.assert_array_equal(out[0, :, 0], [0x12, 0x00])
+    out = image_to_rgb('mono16', 1, 2, 4, bytes([0x12, 0x34, 0x00, 0xff]), is_bigendian=True)
+    np.testing.assert_array_equal(out[0, :, 1], [0x12, 0x00])
