@@ -109,10 +109,11 @@ if [ -n "$system_ros" ]; then
   py_deps=("${kept[@]}")
 fi
 pip_install() {  # pip install with the pins; fail loudly, minus the find-links noise
-  local rc
-  "$venv/bin/pip" install -q -c "$constraints" "$@" 2>&1 | grep -v "^WARNING: Location"
-  rc=${PIPESTATUS[0]}
-  [ "$rc" -eq 0 ] || { say "pip install failed ($rc)"; exit 1; }
+  local rc=0 log="$root/build/pip-install.log"
+  mkdir -p "$root/build"
+  "$venv/bin/pip" install -q -c "$constraints" "$@" > "$log" 2>&1 || rc=$?
+  grep -v "^WARNING: Location" "$log" || true
+  [ "$rc" -eq 0 ] || { say "pip install failed ($rc): see $log"; exit 1; }
 }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$deps_hash" ]; then
   say "dependency lists changed: updating .venv"
