@@ -25,10 +25,9 @@ import os
 import random
 import sys
 import tempfile
-import threading
 import time
 
-from benchlib import pct, table
+from benchlib import pct, spin_in_background, table
 import numpy as np
 
 RATE, CHUNK = 16000, 512
@@ -143,18 +142,13 @@ class Driver:
         from diagnostic_msgs.msg import DiagnosticArray
         from late_fusion_msgs.msg import Embedding
         from late_fusion_ros.ros_common import EMBEDDING_QOS
-        from rclpy.executors import SingleThreadedExecutor
         self.node = rclpy.create_node(name)
         self.embeddings = []  # (receive time, stamp, seq, processing time, stamp ns)
         self.diag = {}
         self.node.create_subscription(Embedding, 'embedding_out', self._on_embedding,
                                       EMBEDDING_QOS)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        # SingleThreadedExecutor: the multi-threaded and events executors busy-poll here.
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.executor = spin_in_background(self.node)
 
     def _on_embedding(self, msg):
         now = time.time()

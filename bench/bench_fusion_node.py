@@ -34,7 +34,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import pct, table
+from benchlib import pct, spin_in_background, table
 import numpy as np
 
 TARGETS = ('floor', 'async', 'sync')
@@ -205,7 +205,6 @@ class Driver:
         from diagnostic_msgs.msg import DiagnosticArray
         from late_fusion_msgs.msg import Embedding, FusionOutput
         from late_fusion_ros.ros_common import EMBEDDING_QOS
-        from rclpy.executors import SingleThreadedExecutor
         self.node = rclpy.create_node('bench_fusion_driver')
         self.pools = pools
         self.pubs = {t: {m: self.node.create_publisher(Embedding, f'{t}/{m}/embedding',
@@ -224,11 +223,7 @@ class Driver:
                                           lambda msg, t=t: self._on_fusion(t, msg),
                                           EMBEDDING_QOS)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        # SingleThreadedExecutor: the multi-threaded and events executors busy-poll here.
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self._thread.start()
+        self.executor = spin_in_background(self.node)
 
     # (receive time, trigger modality, trigger seq, arrival_to_publish, audio seq, vision seq)
     def _on_relay(self, msg):

@@ -23,3 +23,15 @@ def table(title, headers, rows):
 def pct(values, q):
     """Return the q-th percentile of values, or nan when empty."""
     return float(np.percentile(values, q)) if len(values) else float('nan')
+
+
+def spin_in_background(node):
+    """Spin `node` in a daemon thread; return the executor (call shutdown() to stop)."""
+    import threading
+
+    from rclpy.executors import SingleThreadedExecutor
+    # SingleThreadedExecutor: the multi-threaded and events executors busy-poll here.
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    return executor
