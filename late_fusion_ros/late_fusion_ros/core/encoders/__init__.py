@@ -39,24 +39,25 @@ def _make_plugin(name: str, kind: type, **params):
     return encoder
 
 
+def _make(registry, kind, name: str, params: dict):
+    """Build `name` from `registry`, or the plugin named `plugin:<name>` of type `kind`."""
+    if name.startswith(PLUGIN_PREFIX):
+        return _make_plugin(name, kind, **params)
+    if name not in registry:
+        what = 'audio' if kind is AudioEncoder else 'vision'
+        raise ValueError(f"unknown {what} encoder '{name}'; known: {sorted(registry)} "
+                         f'and {[PLUGIN_PREFIX + p for p in plugin_names()]}')
+    return registry[name](**params)
+
+
 def make_audio_encoder(name: str, **params) -> AudioEncoder:
     """Build the audio encoder registered as `name`, or the plugin named `plugin:<name>`."""
-    if name.startswith(PLUGIN_PREFIX):
-        return _make_plugin(name, AudioEncoder, **params)
-    if name not in AUDIO_ENCODERS:
-        raise ValueError(f"unknown audio encoder '{name}'; known: {sorted(AUDIO_ENCODERS)} "
-                         f'and {[PLUGIN_PREFIX + p for p in plugin_names()]}')
-    return AUDIO_ENCODERS[name](**params)
+    return _make(AUDIO_ENCODERS, AudioEncoder, name, params)
 
 
 def make_vision_encoder(name: str, **params) -> VisionEncoder:
     """Build the vision encoder registered as `name`, or the plugin named `plugin:<name>`."""
-    if name.startswith(PLUGIN_PREFIX):
-        return _make_plugin(name, VisionEncoder, **params)
-    if name not in VISION_ENCODERS:
-        raise ValueError(f"unknown vision encoder '{name}'; known: {sorted(VISION_ENCODERS)} "
-                         f'and {[PLUGIN_PREFIX + p for p in plugin_names()]}')
-    return VISION_ENCODERS[name](**params)
+    return _make(VISION_ENCODERS, VisionEncoder, name, params)
 
 
 __all__ = ['AudioEncoder', 'EncoderOutput', 'VisionEncoder', 'make_audio_encoder',
