@@ -10,19 +10,17 @@ vision Embedding, then stops the nodes with SIGINT as Ctrl-C would.
 """
 
 import os
-import threading
 import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+from conftest import RosHarness
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import node_specs
 from late_fusion_ros.core.media import photo, scenario
 from late_fusion_ros.launcher import ProcessGroup
-from late_fusion_ros.ros_common import EMBEDDING_QOS
 import numpy as np
 import pytest
 import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
@@ -32,44 +30,28 @@ PHOTOS = ['chelsea', 'coffee', 'astronaut']
 FPS = 10.0
 
 
-class Driver:
+class Driver(RosHarness):
     """The test's own node: publishes audio and images, records outputs with arrival times."""
 
     def __init__(self, audio: np.ndarray):
-        self.node = rclpy.create_node('integration_driver')
+        super().__init__('integration_driver')
         self.audio = audio
         self.audio_pub = self.node.create_publisher(AudioDataStamped, 'test/mic/audio', 10)
         self.info_pub = self.node.create_publisher(AudioInfo, 'test/mic/audio_info', 10)
         self.image_pub = self.node.create_publisher(
             Image, 'test/camera/image_raw',
             QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
-        self.outputs = []   # (receive time, FusionOutput)
-        self.vision = []    # (receive time, Embedding)
-        self.node.create_subscription(
-            FusionOutput, 'fusion_output',
-            lambda m: self.outputs.append((time.time(), m)), EMBEDDING_QOS)
-        self.node.create_subscription(
-            Embedding, 'vision/embedding',
-            lambda m: self.vision.append((time.time(), m)), EMBEDDING_QOS)
-        # SingleThreadedExecutor: the MultiThreadedExecutor busy-polls and would take both
-        # cores of the machine away from the nodes under test.
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.spin_thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.spin_thread.start()
+        self.outputs = self.collect(FusionOutput, 'fusion_output')    # (receive time, msg)
+        self.vision = self.collect(Embedding, 'vision/embedding')     # (receive time, msg)
         self.chunks_sent = 0
         self.t0 = None
 
     def wait_ready(self, timeout: float) -> bool:
         """Wait until both encoders (which subscribe after warm-up) and the fusion node match."""
-        end = time.time() + timeout
-        while time.time() < end:
-            if (self.audio_pub.get_subscription_count() and
-                    self.image_pub.get_subscription_count() and
-                    self.node.count_publishers('fusion_output')):
-                return True
-            time.sleep(0.2)
-        return False
+        return self.wait_for(lambda: bool(self.audio_pub.get_subscription_count() and
+                                          self.image_pub.get_subscription_count() and
+                                          self.node.count_publishers('fusion_output')),
+                             timeout, period=0.2)
 
     def play(self):
         """Publish the whole scenario in real time: audio chunks and camera frames."""
@@ -105,11 +87,6 @@ class Driver:
                                                 coding_format='wave'))
             time.sleep(0.004)
         time.sleep(1.5)  # let the last embeddings through
-
-    def close(self):
-        """Stop spinning and destroy the node."""
-        self.executor.shutdown()
-        self.node.destroy_node()
 
 
 @pytest.fixture(scope='module')
