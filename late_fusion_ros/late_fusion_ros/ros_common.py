@@ -12,7 +12,6 @@ from builtin_interfaces.msg import Time as TimeMsg
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -21,17 +20,11 @@ from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
 
-# Sensor inputs: best effort, shallow (rclpy's qos_profile_sensor_data); users can override
-# reliability/depth per topic from YAML thanks to QoSOverridingOptions.
+# Camera frames: a shallow queue (the vision node keeps only the newest frame anyway).
+# Reliability follows the driver: AdaptiveSubscription sets it from the publishers found.
 SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
                         reliability=QoSReliabilityPolicy.BEST_EFFORT,
                         durability=QoSDurabilityPolicy.VOLATILE)
-# Audio is a stream in which every chunk carries samples the framer needs: still best
-# effort (it matches any driver's publisher) but with ~2 s of history at 32 ms chunks, so a
-# briefly starved process catches up instead of losing samples.
-AUDIO_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=64,
-                       reliability=QoSReliabilityPolicy.BEST_EFFORT,
-                       durability=QoSDurabilityPolicy.VOLATILE)
 # Embeddings and fused outputs are small and every one matters to the consumer: reliable.
 EMBEDDING_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=50,
                            reliability=QoSReliabilityPolicy.RELIABLE,
@@ -56,18 +49,6 @@ def declare(node: Node, name: str, default, description: str, *, read_only: bool
 def qos_override() -> QoSOverridingOptions:
     """Let users override reliability, depth, history and durability of a topic from YAML."""
     return QoSOverridingOptions.with_default_policies()
-
-
-def incompatible_qos_hint(node: Node, topic: str) -> SubscriptionEventCallbacks:
-    """Log a hint when a publisher's QoS cannot match a subscription (top camera complaint)."""
-    def on_incompatible(event):
-        node.get_logger().error(
-            f"'{node.resolve_topic_name(topic)}': a publisher with incompatible QoS was found "
-            f'(policy {event.last_policy_kind}, {event.total_count} so far). This subscription '
-            'is best effort by default; if the driver publishes best effort while you set '
-            'reliable, or uses transient_local, set qos_overrides./<topic>.subscription.'
-            'reliability in the parameters file.', throttle_duration_sec=10.0)
-    return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
 
 
 def stamp_to_sec(stamp: TimeMsg) -> float:

@@ -11,24 +11,26 @@ from late_fusion_msgs.msg import Embedding
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
+from .adaptive_subscription import AdaptiveSubscription
 from .core.encoders import make_vision_encoder
 from .core.errors import InputError
 from .core.handover import Mailbox
-from .core.image import compressed_to_rgb, image_backend, image_msg_to_rgb
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS,
-                         incompatible_qos_hint, qos_override, SENSOR_QOS, spin_node,
-                         stamp_to_sec, ThrottledLog)
+from .core.image import compressed_to_rgb, image_msg_to_rgb, MAX_IMAGE_BYTES
+from .core.stream_stats import FrameStats
+from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, SENSOR_QOS,
+                         spin_node, stamp_to_sec, ThrottledLog)
 
 
 class VisionEncoderNode(Node):
     """
     Encode the newest camera frame whenever the model is free (latest-frame-wins).
 
-    Subscribes `image` (sensor_msgs/Image, sensor-data QoS, overridable), or with
-    `transport:=compressed` `<image>/compressed` (sensor_msgs/CompressedImage), and
-    publishes `embedding`. The callback only stores the message in a one-slot mailbox; a worker
-    thread converts and encodes it. A frame that arrives while the slot is still full
-    replaces the older one, which is counted as dropped: memory is bounded and the
+    Subscribes `image` (sensor_msgs/Image) or, with `image_transport:=compressed`,
+    `<image>/compressed` (sensor_msgs/CompressedImage), with the reliability the camera
+    driver offers (AdaptiveSubscription), and publishes `embedding`. The callback only
+    stores the message in a one-slot mailbox; a worker thread converts and encodes it. A
+    frame that arrives while the slot is still full replaces the older one, which is
+    counted as dropped: memory is bounded, the driver is never held back, and the
     capture-to-embedding latency is at most one model run plus the frame in progress.
     """
 
@@ -49,6 +51,15 @@ class VisionEncoderNode(Node):
                     read_only=True, min_value=1, max_value=64)
         top_k = d('top_k', 5, 'ImageNet classes reported as named scores.', read_only=True,
                   min_value=1, max_value=1000)
+        self._max_bytes = d('max_image_bytes', MAX_IMAGE_BYTES, 'Images declaring or carrying '
+                            'more bytes are refused before conversion.', read_only=True,
+                            min_value=1024, max_value=1 << 31)
+        transport = d('image_transport', 'raw', "'raw': sensor_msgs/Image on image; "
+                      "'compressed': sensor_msgs/CompressedImage on <image>/compressed "
+                      '(image_transport naming, jpeg or png).', read_only=True)
+        if transport not in ('raw', 'compressed'):
+            raise ValueError(f"image_transport must be 'raw' or 'compressed', not "
+                             f'{transport!r}')
 
         import torch
         torch.set_num_threads(threads)
@@ -58,46 +69,61 @@ class VisionEncoderNode(Node):
         self._slot = Mailbox(1)  # latest-frame-wins: one frame waits, newer ones replace it
         self._last_stamp = None
         self._counts = Counter()
+        self._stats = FrameStats()
+        self._stream = {}  # encoding-level facts of the latest frame, for diagnostics
         self._bad = ThrottledLog(self)
+        self._loss_reported = False
         self._seq = 0
-
-        transport = d('transport', 'raw', "'raw': sensor_msgs/Image on image; 'compressed': "
-                      'sensor_msgs/CompressedImage on <image>/compressed (image_transport '
-                      'naming, jpeg or png).', read_only=True)
-        if transport not in ('raw', 'compressed'):
-            raise ValueError(f"transport must be 'raw' or 'compressed', not {transport!r}")
 
         self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
         # image_transport naming: the compressed topic hangs off the (remapped) image topic.
         topic = self.resolve_topic_name('image')
         if transport == 'compressed':
             topic += '/compressed'
-        self._topic = topic
-        self.create_subscription(
-            CompressedImage if transport == 'compressed' else Image, topic, self._on_image,
-            SENSOR_QOS, qos_overriding_options=qos_override(),
-            event_callbacks=incompatible_qos_hint(self, topic))
+        self._input = AdaptiveSubscription(
+            self, CompressedImage if transport == 'compressed' else Image, topic,
+            self._on_image, SENSOR_QOS, on_lost=self._on_lost)
         self._diag = Diagnostics(self)
         self._diag.add('vision encoder', self._diagnostics)
         self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f"ready: {self._encoder.encoder_id} on '{self._topic}' "
-            f'(image conversion: {image_backend()})')
+        self.get_logger().info(f"ready: {self._encoder.encoder_id} on '{topic}'")
 
     def _on_image(self, msg):
         self._counts['received'] += 1
+        missed = self._stats.add(stamp_to_sec(msg.header.stamp))
+        if missed and not self._input.lost_events:
+            self._count_lost(missed, 'frames missing between stamps')
         if self._slot.put(msg):
             self._counts['dropped'] += 1  # superseded before the model got to it
+
+    def _on_lost(self, count):
+        self._count_lost(count, 'reported lost by the middleware')
+
+    def _count_lost(self, count, how):
+        self._counts['lost'] += count
+        if self._loss_reported:
+            return
+        self._loss_reported = True  # once: diagnostics keep counting
+        size = self._stream.get('bytes', 0) / 1e6
+        self.get_logger().warn(
+            f"'{self._input.topic}': {count} frame(s) {how} before reaching this node "
+            f'(subscription {self._input.describe()}, frames of {size:.1f} MB). Fast DDS '
+            'loses most best-effort frames above ~0.5 MB between processes: publish the '
+            'camera reliable (this subscription follows the driver), or use '
+            'image_transport:=compressed.')
 
     def _work(self):
         while (msg := self._slot.get()) is not None:
             t0 = time.perf_counter()
             try:
                 if isinstance(msg, CompressedImage):
-                    rgb = compressed_to_rgb(msg.format, msg.data)
+                    rgb = compressed_to_rgb(msg.format, msg.data, self._max_bytes)
+                    self._stream = {'encoding': msg.format, 'bytes': len(msg.data)}
                 else:
-                    rgb = image_msg_to_rgb(msg)
+                    rgb = image_msg_to_rgb(msg, self._max_bytes)
+                    self._stream = {'encoding': msg.encoding, 'bytes': len(msg.data)}
+                self._stream['resolution'] = f'{rgb.shape[1]}x{rgb.shape[0]}'
             except InputError as e:
                 self._reject(e.reason, str(e))
                 continue
@@ -129,8 +155,16 @@ class VisionEncoderNode(Node):
     def _diagnostics(self):
         c = dict(self._counts)
         received = max(1, c.get('received', 0))
-        c.update(encoder=self._encoder.encoder_id,
-                 drop_rate=f"{c.get('dropped', 0) / received:.3f}")
+        c.update(self._stream)
+        c.update(encoder=self._encoder.encoder_id, rate_hz=round(self._stats.rate, 2),
+                 drop_rate=round(c.get('dropped', 0) / received, 3),
+                 qos=self._input.describe(), publishers=self._input.publishers,
+                 lost_events=self._input.lost_events,
+                 incompatible_qos=self._input.incompatible)
+        if c.get('lost'):
+            return DiagnosticStatus.WARN, 'frames lost before the node', c
+        if not self._input.publishers:
+            return DiagnosticStatus.WARN, 'no camera publisher', c
         return DiagnosticStatus.OK, 'ok', c
 
     def close(self):

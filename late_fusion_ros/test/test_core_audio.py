@@ -5,8 +5,8 @@
 import array
 
 from late_fusion_ros.core.audio import (
-    AudioFramer, check_coding_format, decode_pcm, HeaderlessStamper, StreamClock,
-    StreamResampler, to_mono)
+    AudioFramer, AudioStream, check_coding_format, decode_pcm, HeaderlessStamper, StreamClock,
+    StreamFormat, StreamResampler, to_mono)
 from late_fusion_ros.core.errors import InputError
 import numpy as np
 import pytest
@@ -208,7 +208,9 @@ def test_resampler_flush_returns_the_tail_so_no_sample_is_lost():
     out = [resampler.process(x[k:k + 1536]) for k in range(0, len(x), 1536)]
     total = sum(len(o) for o in out) + len(resampler.flush())
     assert total == 16000
-    assert len(resampler.process(x[:1536])) < 512  # flush() left a fresh stream behind
+    # flush() left a fresh stream behind.
+    np.testing.assert_array_equal(resampler.process(x[:1536]),
+                                  StreamResampler(48000, 16000).process(x[:1536]))
 
 
 def test_headerless_stamper_follows_a_clock_that_went_back():
@@ -228,3 +230,123 @@ def test_stream_clock_is_gap_does_not_move_the_clock():
     assert clock.input_chunk(1.0, 512)
     assert not clock.is_gap(1.032) and clock.is_gap(2.0)
     assert not clock.input_chunk(1.032, 512)
+
+
+# ---------------------------------------------------------------- AudioStream
+
+def pcm_chunks(rate, channels, chunk, seconds, fmt='<i2'):
+    """Yield (bytes, first-sample index) of a 300 Hz tone (+ a quieter channel) in chunks."""
+    n = int(rate * seconds)
+    t = np.arange(n) / rate
+    cols = [0.5 * np.sin(2 * np.pi * 300 * t)] + [0.25 * np.sin(2 * np.pi * 500 * t)] * (
+        channels - 1)
+    x = np.stack(cols, axis=1)
+    data = (x * 32767).astype(fmt) if fmt != '<f4' else x.astype(fmt)
+    for k in range(0, n - chunk + 1, chunk):
+        yield data[k:k + chunk].tobytes(), k
+
+
+@pytest.mark.parametrize('rate', [16000, 44100, 48000])
+@pytest.mark.parametrize('channels', [1, 2])
+@pytest.mark.parametrize('chunk_ms', [10, 21.3, 32, 64])
+def test_stream_emits_each_window_with_the_chunk_holding_its_last_sample(rate, channels,
+                                                                         chunk_ms):
+    """No window waits for a later chunk: the resampler withholds (almost) nothing."""
+    chunk = int(rate * chunk_ms / 1000)
+    stream = AudioStream(512, 512, 16000, StreamFormat(rate, channels, 'S16LE'))
+    t0, windows, late = 50.0, 0, []
+    for data, first in pcm_chunks(rate, channels, chunk, 2.0):
+        chunk_last = t0 + (first + chunk - 1) / rate  # capture time of its last sample
+        for frame in stream.push(data, t0 + first / rate, arrival=0.0):
+            last = frame.stamp + 511 / 16000
+            assert last <= chunk_last + 1e-9, 'a window came out before its samples arrived'
+            # How far before this chunk the window's last sample lies (> 0: it waited).
+            late.append(chunk_last - chunk / rate - last)
+            assert frame.stamp == pytest.approx(t0 + windows * 512 / 16000, abs=1e-9)
+            windows += 1
+    # Only a window ending within ~2 output samples of a chunk's end may wait one chunk.
+    assert max(late) <= 2.0 / 16000
+    assert windows == int(2.0 * 16000) // 512 - (1 if rate != 16000 else 0) or \
+        windows == int(2.0 * 16000) // 512
+    assert stream.counts['chunks'] == int(rate * 2.0) // chunk
+    assert stream.counts['gaps'] == 0 and stream.counts['lost_samples'] == 0
+
+
+def test_stream_counts_gaps_and_lost_samples_and_marks_the_restart():
+    """A stamp that jumps ahead is a gap: counted, estimated in samples, model restarted."""
+    stream = AudioStream(512, 512, 16000, StreamFormat(48000, 2, 'S16LE'))
+    chunks = list(pcm_chunks(48000, 2, 1024, 1.0))
+    frames = []
+    for data, first in chunks[:20]:
+        frames += stream.push(data, 10.0 + first / 48000, 0.0)
+    assert frames[0].restart and not any(f.restart for f in frames[1:])
+    # Three chunks (64 ms) never arrive.
+    after = []
+    for data, first in chunks[23:30]:
+        after += stream.push(data, 10.0 + first / 48000, 0.0)
+    assert stream.counts['gaps'] == 1
+    assert stream.counts['lost_samples'] == 3 * 1024
+    assert sum(f.restart for f in after) == 1
+    # Time going back (a bag loop) is a clock jump, not a loss.
+    stream.push(chunks[0][0], 10.0, 0.0)
+    assert stream.counts['clock_jumps'] == 1 and stream.counts['lost_samples'] == 3 * 1024
+
+
+def test_stream_format_change_restarts_and_bad_formats_are_refused():
+    """An AudioInfo with a new rate restarts the stream; an impossible one is refused."""
+    stream = AudioStream(512, 512, 16000, StreamFormat(16000, 1, 's16le'))
+    assert stream.stream_format == StreamFormat(16000, 1, 'S16LE')
+    assert not stream.set_format(StreamFormat(16000, 1, 'S16LE'))
+    generation = stream.generation
+    assert stream.set_format(StreamFormat(44100, 2, 'F32LE'))
+    assert stream.generation == generation + 1 and stream.counts['format_changes'] == 1
+    for bad, reason in ((StreamFormat(100, 1), 'bad_audio_info'),
+                        (StreamFormat(16000, 0), 'bad_audio_info'),
+                        (StreamFormat(16000, 1, 'S24LE'), 'unknown_sample_format')):
+        with pytest.raises(InputError) as err:
+            stream.set_format(bad)
+        assert err.value.reason == reason
+    assert stream.stream_format == StreamFormat(44100, 2, 'F32LE')
+    data, _ = next(pcm_chunks(44100, 2, 4410, 0.5, fmt='<f4'))
+    frames = stream.push(data, 1.0, 0.0)
+    assert len(frames) == 1600 // 512 and frames[0].restart
+
+
+def test_stream_refuses_oversized_and_malformed_chunks_without_changing_state():
+    """A 60 s chunk is refused before decoding; malformed chunks leave the stream intact."""
+    stream = AudioStream(512, 512, 16000, StreamFormat(48000, 2, 'S16LE'),
+                         max_chunk_seconds=10.0)
+    with pytest.raises(InputError) as err:
+        stream.push(b'\x00' * (60 * 48000 * 4), 0.0, 0.0)
+    assert err.value.reason == 'too_large'
+    with pytest.raises(InputError) as err:
+        stream.push(b'\x00' * 7, 0.0, 0.0)
+    assert err.value.reason == 'odd_byte_count'
+    with pytest.raises(InputError) as err:
+        stream.push(b'\x00' * 8, float('nan'), 0.0)
+    assert err.value.reason == 'non_finite'
+    assert stream.counts['chunks'] == 0
+    frames = stream.push(b'\x00' * (4 * 1536), 3.0, 0.0)
+    assert len(frames) == 1 and frames[0].stamp == 3.0
+
+
+def test_stream_stamps_headerless_chunks_from_arrival():
+    """Headerless chunks are stamped arrival minus duration, then back to back."""
+    stream = AudioStream(512, 512, 16000, StreamFormat(16000, 1, 'S16LE'))
+    chunk = b'\x00' * 1024  # 512 frames, 32 ms
+    first = stream.push(chunk, None, arrival=5.032)
+    assert first[0].stamp == pytest.approx(5.0)
+    second = stream.push(chunk, None, arrival=5.070)  # 6 ms of arrival jitter
+    assert second[0].stamp == pytest.approx(5.032)
+
+
+def test_stream_takes_arrival_stamp_jitter_for_jitter_not_loss():
+    """Stamps taken on arrival jitter by milliseconds: no loss, no restart, stamps smooth."""
+    rng = np.random.default_rng(3)
+    stream = AudioStream(512, 512, 16000, StreamFormat(48000, 1, 'S16LE'))
+    frames = []
+    for data, first in pcm_chunks(48000, 1, 480, 3.0):  # 10 ms chunks
+        frames += stream.push(data, 7.0 + first / 48000 + rng.normal(0, 0.002), 0.0)
+    assert stream.counts['gaps'] == 0 and stream.counts['lost_samples'] == 0
+    assert sum(f.restart for f in frames) == 1
+    np.testing.assert_allclose(np.diff([f.stamp for f in frames]), 0.032, atol=1e-9)

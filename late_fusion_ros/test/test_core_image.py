@@ -1,14 +1,19 @@
 # Copyright 2026 late_fusion_ros maintainers
 # Licensed under the Apache License, Version 2.0
-"""Unit tests of the ROS-free image core: raw encodings, validation, compressed images."""
+"""
+Unit tests of the ROS-free image core: raw encodings, validation, compressed images.
+
+The conversion is OpenCV's (through rosbags-image); the pure-numpy reference in
+core/image_reference.py is the oracle it is held against.
+"""
 
 import array
 import io
 from types import SimpleNamespace
 
 from late_fusion_ros.core.errors import InputError
-from late_fusion_ros.core.image import (
-    compressed_to_rgb, image_backend, image_msg_to_rgb, image_to_rgb, rgb_to_encoding)
+from late_fusion_ros.core.image import compressed_to_rgb, ENCODINGS, image_msg_to_rgb
+from late_fusion_ros.core.image_reference import image_to_rgb, rgb_to_encoding
 import numpy as np
 from PIL import Image
 import pytest
@@ -27,7 +32,7 @@ YUV = ['yuv422_yuy2', 'yuyv', 'uyvy', 'yuv422']
 def msg(encoding, rgb, pad=0, container=bytes, is_bigendian=False):
     """Build a sensor_msgs/Image-like namespace, optionally with row padding."""
     data, step = rgb_to_encoding(rgb, encoding)
-    rows = np.frombuffer(data, np.uint8).reshape(rgb.shape[0], step)
+    rows = np.frombuffer(data, np.uint8).reshape(-1, step)  # NV12/NV21: 1.5 x height rows
     if is_bigendian:
         rows = rows.view('<u2').astype('>u2').view(np.uint8)
     padded = np.pad(rows, ((0, 0), (0, pad)), constant_values=0xAB)
@@ -83,15 +88,65 @@ def test_row_padding_and_containers(encoding, container):
 
 @pytest.mark.parametrize('encoding', EXACT + MONO + YUV)
 @pytest.mark.parametrize('pad', [0, 3])
-def test_msg_conversion_agrees_with_reference(encoding, pad):
-    """Give the same pixels through the chosen backend as the reference."""
-    m = msg(encoding, GRAY if encoding in MONO else RGB, pad=pad)
+@pytest.mark.parametrize('is_bigendian', [False, True])
+def test_msg_conversion_agrees_with_reference(encoding, pad, is_bigendian):
+    """Convert with OpenCV (through rosbags-image) to the reference's pixels, padded or not."""
+    m = msg(encoding, GRAY if encoding in MONO else RGB, pad=pad,
+            is_bigendian=is_bigendian and encoding == 'mono16')
     out = image_msg_to_rgb(m)
     assert out.shape == (m.height, m.width, 3) and out.dtype == np.uint8
-    assert out.flags.writeable
-    # Backends scale mono16 by 255 / 65535 where the reference shifts by 8.
+    assert out.flags.writeable and out.flags.c_contiguous
+    # OpenCV scales mono16 by 255 / 65535 where the reference shifts by 8.
     assert np.abs(out.astype(int) - convert(m)).max() <= (1 if encoding == 'mono16' else 0)
-    assert image_backend() in ('cv_bridge', 'rosbags_image', 'numpy')
+
+
+# Colour blocks of 4x4 pixels: inside a block every demosaicing and 4:2:0 subsampling
+# gives the block's colour back.
+BLOCKS = np.repeat(np.repeat(RNG.integers(0, 256, (4, 5, 3), dtype=np.uint8), 4, axis=0),
+                   4, axis=1)
+INSIDE = (slice(1, None, 4), slice(1, None, 4))  # one pixel well inside each block
+BAYER = [f'bayer_{p}{bits}' for p in ('rggb', 'bggr', 'gbrg', 'grbg') for bits in (8, 16)]
+
+
+@pytest.mark.parametrize('encoding', BAYER)
+def test_bayer_mosaics_demosaic_to_the_right_colours(encoding):
+    """Industrial cameras' Bayer patterns, 8 and 16 bits, in the right channel order."""
+    out = image_msg_to_rgb(msg(encoding, BLOCKS, pad=2))
+    inner = (slice(1, None, 4), slice(1, None, 4))
+    # Bilinear demosaicing is exact at the centre of a flat block.
+    for dy, dx in ((1, 1), (1, 2), (2, 1), (2, 2)):
+        sel = (slice(dy, None, 4), slice(dx, None, 4))
+        assert np.abs(out[sel].astype(int) - BLOCKS[sel]).max() <= 1, (encoding, dy, dx)
+    assert out[inner].shape == BLOCKS[inner].shape
+
+
+@pytest.mark.parametrize('encoding', ['nv12', 'nv21'])
+def test_nv12_and_nv21_planes(encoding):
+    """4:2:0 planar YUV: the chroma plane follows the luma rows; U/V order per name."""
+    m = msg(encoding, BLOCKS, pad=4)
+    assert len(m.data) == m.step * m.height * 3 // 2
+    out = image_msg_to_rgb(m)
+    assert out.shape == BLOCKS.shape
+    assert np.abs(out.astype(int) - BLOCKS).max() <= 3
+    with pytest.raises(InputError) as err:
+        image_msg_to_rgb(SimpleNamespace(encoding=encoding, height=3, width=4, step=4,
+                                         data=bytes(18), is_bigendian=0))
+    assert err.value.reason == 'odd_height'
+
+
+@pytest.mark.parametrize('encoding', ['rgb16', 'bgr16', 'rgba16', 'bgra16'])
+@pytest.mark.parametrize('is_bigendian', [False, True])
+def test_16_bit_colour(encoding, is_bigendian):
+    """16-bit colour of either byte order scales to the same 8-bit pixels."""
+    np.testing.assert_array_equal(
+        image_msg_to_rgb(msg(encoding, RGB, pad=2, is_bigendian=is_bigendian)), RGB)
+
+
+def test_every_listed_encoding_converts():
+    """Each encoding the nodes accept converts to an RGB frame of the right size."""
+    for encoding in ENCODINGS:
+        out = image_msg_to_rgb(msg(encoding, BLOCKS))
+        assert out.shape == BLOCKS.shape, encoding
 
 
 def malformed(**changes):
@@ -102,7 +157,10 @@ def malformed(**changes):
 
 
 @pytest.mark.parametrize('m, reason', [
-    (malformed(encoding='bayer_rggb8'), 'unknown_encoding'),
+    (malformed(encoding='32FC1'), 'unknown_encoding'),
+    (malformed(encoding='h264'), 'unknown_encoding'),
+    (malformed(height=100_000, width=100_000, step=300_000), 'too_large'),
+    (malformed(data=bytes(65 * 1024 * 1024)), 'too_large'),
     (malformed(height=0, data=b''), 'empty'),
     (malformed(width=0), 'empty'),
     (malformed(step=8), 'step_too_small'),
@@ -111,11 +169,10 @@ def malformed(**changes):
     (malformed(encoding='yuyv', step=6), 'odd_width'),
 ])
 def test_malformed_images_are_rejected_with_reason(m, reason):
-    """Reject malformed images before any backend sees them."""
-    for call in (convert, image_msg_to_rgb):
-        with pytest.raises(InputError) as err:
-            call(m)
-        assert err.value.reason == reason
+    """Reject malformed or oversized images before any conversion sees them."""
+    with pytest.raises(InputError) as err:
+        image_msg_to_rgb(m)
+    assert err.value.reason == reason
 
 
 @pytest.fixture(scope='module')
@@ -158,9 +215,20 @@ def test_bad_compressed_images_are_rejected(fmt, data):
     assert err.value.reason == 'bad_compressed'
 
 
+def test_compressed_decompression_bomb_is_refused_before_decoding():
+    """A small PNG that would decode to more pixels than allowed is refused from its header."""
+    bomb = encoded(np.zeros((4000, 4000), np.uint8), 'PNG')
+    assert len(bomb) < 100_000
+    with pytest.raises(InputError) as err:
+        compressed_to_rgb('png', bomb, max_pixels=4000 * 3999)
+    assert err.value.reason == 'too_large'
+    with pytest.raises(InputError) as err:
+        compressed_to_rgb('jpeg', bytes(100), max_bytes=99)
+    assert err.value.reason == 'too_large'
+
+
 def test_channel_orders_against_hand_built_buffers():
     """Buffers laid out by hand (not by rgb_to_encoding) decode to the right pixels."""
-    from late_fusion_ros.core.image import image_to_rgb
     rgb = np.array([[[10, 20, 30], [40, 50, 60]]], np.uint8)  # 1 x 2 pixels
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     alpha = np.full_like(r, 255)

@@ -3,18 +3,16 @@
 """
 Conversion of sensor_msgs/Image and CompressedImage payloads to RGB arrays.
 
-``image_to_rgb`` is a pure-numpy reference for every supported encoding.
-``image_msg_to_rgb`` validates first, so malformed input never reaches a
-library that might crash on it, then converts with the best backend present:
-cv_bridge, else rosbags-image (OpenCV), else the reference.
-
-YUV 4:2:2 uses the BT.601 limited-range coefficients of OpenCV's
-COLOR_YUV2RGB_YUYV / _UYVY (what cv_bridge calls), so all backends agree.
-Backends scale mono16 to 8 bits with rounding or truncation of v * 255 / 65535
-where the reference shifts right by 8: they differ by at most one level.
+The colour conversions are OpenCV's, called through rosbags-image (the conversions
+cv_bridge calls too): RGB/BGR(A) in 8 and 16 bits, mono8/mono16, the four Bayer mosaics in
+8 and 16 bits (industrial and machine-vision cameras), packed YUV 4:2:2 (usb_cam's
+yuv422_yuy2, uyvy) and NV12/NV21. What stays here are the checks a library would not make
+before touching the bytes: the geometry (width, height, step against the encoding's pixel
+size and layout) and the size limits, so that a malformed or enormous message is refused
+with a reason before anything is allocated for it. `image_reference.image_to_rgb` is the
+pure-numpy oracle the tests hold this conversion against.
 """
 
-import functools
 import io
 import types
 
@@ -22,168 +20,103 @@ from late_fusion_ros.core.errors import InputError
 import numpy as np
 from PIL import Image
 
-# encoding -> (bytes per pixel, layout, layout argument).
-# 'order': byte index of R, G, B within a pixel; 'yuv': byte index of Y0, U, Y1, V
-# within a two-pixel macropixel.
-_ENCODINGS = {
-    'rgb8': (3, 'order', (0, 1, 2)),
-    'bgr8': (3, 'order', (2, 1, 0)),
-    'rgba8': (4, 'order', (0, 1, 2)),
-    'bgra8': (4, 'order', (2, 1, 0)),
-    'mono8': (1, 'order', (0, 0, 0)),
-    'mono16': (2, 'mono16', None),
-    'yuv422_yuy2': (2, 'yuv', (0, 1, 2, 3)),
-    'yuyv': (2, 'yuv', (0, 1, 2, 3)),
-    'uyvy': (2, 'yuv', (1, 0, 3, 2)),
-    'yuv422': (2, 'yuv', (1, 0, 3, 2)),
+# encoding -> (bytes per pixel, layout). 'packed': one pixel after the other; 'pair': YUV
+# 4:2:2, two pixels share their chroma, so the width is even; 'nv': a Y plane of height
+# rows followed by height / 2 rows of interleaved chroma (4:2:0), so both sizes are even.
+# These are the encodings rosbags-image converts to rgb8 (sensor_msgs/image_encodings).
+GEOMETRY = {
+    **{e: (1, 'packed') for e in ('mono8', 'bayer_rggb8', 'bayer_bggr8', 'bayer_gbrg8',
+                                  'bayer_grbg8')},
+    **{e: (2, 'packed') for e in ('mono16', 'bayer_rggb16', 'bayer_bggr16', 'bayer_gbrg16',
+                                  'bayer_grbg16')},
+    'rgb8': (3, 'packed'), 'bgr8': (3, 'packed'), 'rgba8': (4, 'packed'),
+    'bgra8': (4, 'packed'), 'rgb16': (6, 'packed'), 'bgr16': (6, 'packed'),
+    'rgba16': (8, 'packed'), 'bgra16': (8, 'packed'),
+    **{e: (2, 'pair') for e in ('yuv422', 'uyvy', 'yuyv', 'yuv422_yuy2')},
+    'nv12': (1, 'nv'), 'nv21': (1, 'nv'),
 }
-# OpenCV's fixed-point BT.601 constants (ITUR_BT_601_* / 2**20), limited range.
-_CY, _CVR, _CVG, _CUG, _CUB = 1.164, 1.596, -0.813, -0.391, 2.018
-# Luma weights of OpenCV's RGB2GRAY.
-_LUMA = np.array([0.299, 0.587, 0.114])
+ENCODINGS = tuple(GEOMETRY)
+# Default bound on one image's bytes (the nodes make it a read-only parameter): an 8K RGBA
+# frame is 133 MB; 64 MB takes 4K rgb16 and anything smaller.
+MAX_IMAGE_BYTES = 64 * 1024 * 1024
 
 
-def _spec(encoding: str):
+def checked_rows(encoding: str, height: int, width: int, step: int, data,
+                 max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
+    """
+    Check an Image's geometry against its data; return its pixel rows without padding.
+
+    The result is an (rows, width * bytes per pixel) uint8 view of `data` (rows = height, or
+    height * 3 / 2 for NV12/NV21). Data beyond `step * rows` is ignored, as are the padding
+    bytes at the end of each row. InputError, with a reason key, for anything else: an
+    encoding with no conversion, no pixels, an odd size a layout cannot have, a step too
+    small, declared or carried bytes above `max_bytes`, or data shorter than declared.
+    """
     try:
-        return _ENCODINGS[encoding.lower()]
+        bpp, layout = GEOMETRY[encoding.lower()]
     except KeyError:
-        raise InputError('unknown_encoding',
-                         f'unsupported image encoding {encoding!r}; '
-                         f'supported: {", ".join(_ENCODINGS)}') from None
-
-
-def _validated_rows(encoding: str, height: int, width: int, step: int, data):
-    """
-    Check geometry against the data; return the spec and an (H, W * bpp) uint8 view.
-
-    Data shorter than step * height is rejected as 'truncated'; bytes beyond it
-    are ignored, as are the padding bytes at the end of each row.
-    """
-    bpp, layout, arg = _spec(encoding)
+        raise InputError('unknown_encoding', f'unsupported image encoding {encoding!r}; '
+                         f'supported: {", ".join(ENCODINGS)}') from None
     if height <= 0 or width <= 0:
         raise InputError('empty', f'image has no pixels ({width}x{height})')
-    if layout == 'yuv' and width % 2:
+    if layout in ('pair', 'nv') and width % 2:
         raise InputError('odd_width', f'{encoding} packs pixel pairs; width {width} is odd')
+    if layout == 'nv' and height % 2:
+        raise InputError('odd_height', f'{encoding} shares chroma between row pairs; '
+                         f'height {height} is odd')
     if step < width * bpp:
         raise InputError('step_too_small',
                          f'step {step} < width {width} * {bpp} bytes per pixel')
+    rows = height * 3 // 2 if layout == 'nv' else height
+    declared = step * rows
+    if max(declared, len(data)) > max_bytes:
+        raise InputError('too_large', f'{width}x{height} {encoding} image of '
+                         f'{max(declared, len(data))} bytes is above the limit of '
+                         f'{max_bytes} bytes (max_image_bytes)')
     raw = np.frombuffer(data, dtype=np.uint8)
-    if raw.size < step * height:
+    if raw.size < declared:
         raise InputError('truncated',
-                         f'{raw.size} bytes of data < step {step} * height {height}')
-    rows = raw[:step * height].reshape(height, step)[:, :width * bpp]
-    return (bpp, layout, arg), rows
+                         f'{raw.size} bytes of data < step {step} * {rows} rows')
+    return raw[:declared].reshape(rows, step)[:, :width * bpp]
 
 
-def _yuv422_to_rgb(rows: np.ndarray, order) -> np.ndarray:
-    macro = rows.reshape(rows.shape[0], -1, 4).astype(np.float32)
-    y0, u, y1, v = (macro[..., i] for i in order)
-    # Interleave the two lumas of each macropixel back into pixel order.
-    y = np.maximum(np.stack([y0, y1], axis=-1).reshape(rows.shape[0], -1) - 16, 0) * _CY
-    u = np.repeat(u - 128, 2, axis=1)
-    v = np.repeat(v - 128, 2, axis=1)
-    rgb = np.stack([y + _CVR * v, y + _CUG * u + _CVG * v, y + _CUB * u], axis=-1)
-    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
-
-
-def image_to_rgb(encoding: str, height: int, width: int, step: int, data,
-                 is_bigendian: bool = False) -> np.ndarray:
-    """Convert raw image bytes to a new (H, W, 3) uint8 RGB array in pure numpy."""
-    (bpp, layout, arg), rows = _validated_rows(encoding, height, width, step, data)
-    if layout == 'yuv':
-        return _yuv422_to_rgb(rows, arg)
-    if layout == 'mono16':
-        gray = (rows.view('>u2' if is_bigendian else '<u2') >> 8).astype(np.uint8)
-        return np.repeat(gray[..., None], 3, axis=-1)
-    pixels = rows.reshape(height, width, bpp)
-    return np.stack([pixels[..., i] for i in arg], axis=-1)
-
-
-@functools.cache
-def _backend():
-    """Pick the conversion backend once: (name, convert(msg) or None, errors it raises)."""
-    try:
-        from cv_bridge import CvBridge, CvBridgeError
-    except ImportError:
-        pass
-    else:
-        bridge = CvBridge()
-        return 'cv_bridge', lambda msg: bridge.imgmsg_to_cv2(msg, 'rgb8'), (CvBridgeError,)
-    try:
-        # rosbags.image raises ImportError itself when OpenCV is missing.
-        from rosbags.image import ImageError, message_to_cvimage
-    except ImportError:
-        pass
-    else:
-        return 'rosbags_image', lambda msg: message_to_cvimage(msg, 'rgb8'), (ImageError,)
-    return 'numpy', None, ()
-
-
-def image_backend() -> str:
-    """Return the backend image_msg_to_rgb uses: 'cv_bridge', 'rosbags_image' or 'numpy'."""
-    return _backend()[0]
-
-
-def image_msg_to_rgb(msg) -> np.ndarray:
+def image_msg_to_rgb(msg, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
     """Convert a sensor_msgs/Image-like object to a new (H, W, 3) uint8 RGB array."""
-    (bpp, _, _), rows = _validated_rows(msg.encoding, msg.height, msg.width, msg.step,
-                                        msg.data)
-    _, convert, errors = _backend()
-    if convert is not None:
-        # Backends get unpadded rows: rosbags-image ignores step.
-        compact = types.SimpleNamespace(
-            encoding=msg.encoding.lower(), height=msg.height, width=msg.width,
-            step=msg.width * bpp, data=np.ascontiguousarray(rows).reshape(-1),
-            is_bigendian=msg.is_bigendian)
-        try:
-            return np.require(convert(compact), np.uint8, ['C', 'W', 'O'])
-        except errors:
-            pass  # an encoding this backend lacks: the reference handles it
-    return image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                        msg.is_bigendian)
+    from rosbags.image import ImageError, image_to_cvimage
+    rows = checked_rows(msg.encoding, msg.height, msg.width, msg.step, msg.data, max_bytes)
+    # rosbags-image reads unpadded rows (it ignores step) and, for NV12/NV21, takes `height`
+    # as the number of rows in the buffer: both are handed over that way.
+    compact = types.SimpleNamespace(
+        encoding=msg.encoding.lower(), height=rows.shape[0], width=msg.width,
+        data=np.ascontiguousarray(rows).reshape(-1), is_bigendian=msg.is_bigendian)
+    try:
+        rgb = image_to_cvimage(compact, 'rgb8')
+    except (ImageError, ValueError) as err:
+        raise InputError('conversion_error', f'{msg.encoding}: {err}') from err
+    return np.require(rgb, np.uint8, ['C', 'W', 'O'])
 
 
-def compressed_to_rgb(fmt: str, data) -> np.ndarray:
+def compressed_to_rgb(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
+                      max_pixels: int = MAX_IMAGE_BYTES // 3) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage payload (jpeg, png, ...) to (H, W, 3) uint8 RGB."""
     if 'compresseddepth' in fmt.lower():
         raise InputError('bad_compressed', f'format {fmt!r} is a depth image, not colour')
+    if len(data) > max_bytes:
+        raise InputError('too_large', f'compressed image of {len(data)} bytes is above the '
+                         f'limit of {max_bytes} bytes (max_image_bytes)')
     raw = np.frombuffer(data, dtype=np.uint8)
     if raw.size == 0:
         raise InputError('bad_compressed', 'compressed image has no data')
     try:
         with Image.open(io.BytesIO(raw)) as img:
+            # The header gives the size: refuse a decompression bomb before decoding it.
+            if img.width * img.height > max_pixels:
+                raise InputError('too_large', f'compressed image decodes to {img.width}x'
+                                 f'{img.height} pixels, above the limit of {max_pixels}')
             return np.array(img.convert('RGB'))
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
+    except InputError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise InputError('too_large', f'compressed image refused: {err}') from err
+    except (OSError, ValueError) as err:
         raise InputError('bad_compressed', f'cannot decode {fmt!r} image: {err}') from err
-
-
-def rgb_to_encoding(rgb: np.ndarray, encoding: str) -> tuple:
-    """
-    Encode an (H, W, 3) uint8 RGB array as unpadded little-endian rows: (bytes, step).
-
-    Mono encodings store OpenCV's luma (mono16 as luma * 257); YUV 4:2:2 uses
-    the inverse of the decoder's BT.601 limited-range matrix with the chroma of
-    each pixel pair averaged.
-    """
-    bpp, layout, arg = _spec(encoding)
-    height, width, _ = rgb.shape
-    rgbf = rgb.astype(np.float64)
-    if layout == 'yuv':
-        if width % 2:
-            raise InputError('odd_width', f'{encoding} needs an even width, got {width}')
-        y = 16 + rgbf @ [65.481, 128.553, 24.966] / 255
-        u = 128 + rgbf @ [-37.797, -74.203, 112.0] / 255
-        v = 128 + rgbf @ [112.0, -93.786, -18.214] / 255
-        pair = (slice(None), slice(None, None, 2))
-        odd = (slice(None), slice(1, None, 2))
-        planes = [y[pair], (u[pair] + u[odd]) / 2, y[odd], (v[pair] + v[odd]) / 2]
-        macro = np.stack([planes[i] for i in np.argsort(arg)], axis=-1)
-        pixels = np.clip(np.rint(macro), 0, 255).astype(np.uint8)
-    elif layout == 'mono16':
-        pixels = (np.rint(rgbf @ _LUMA).astype('<u2') * 257).astype('<u2')
-    elif bpp == 1:
-        pixels = np.rint(rgbf @ _LUMA).astype(np.uint8)
-    else:
-        pixels = np.full((height, width, bpp), 255, dtype=np.uint8)
-        pixels[..., list(arg)] = rgb
-    return pixels.tobytes(), width * bpp

@@ -1,0 +1,174 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""The microphone input shared by the nodes that listen: subscriptions and one AudioStream."""
+
+from collections import Counter
+from typing import Callable, List
+
+from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from diagnostic_msgs.msg import DiagnosticStatus
+from rclpy.node import Node
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+
+from .adaptive_subscription import AdaptiveSubscription
+from .core.audio import (AudioStream, check_coding_format, Frame, RESAMPLERS, StreamFormat)
+from .core.errors import InputError
+from .ros_common import declare, now_sec, stamp_to_sec, ThrottledLog
+
+# Audio is a stream in which every chunk carries samples the framer needs: ~2 s of history
+# at 32 ms chunks, so a briefly starved process catches up instead of losing samples.
+# Reliability and durability follow the driver (AdaptiveSubscription).
+AUDIO_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=64,
+                       reliability=QoSReliabilityPolicy.BEST_EFFORT,
+                       durability=QoSDurabilityPolicy.VOLATILE)
+# AudioInfo: only the latest one matters; latched (transient local) or periodic, as the
+# driver offers it.
+AUDIO_INFO_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=1,
+                            reliability=QoSReliabilityPolicy.RELIABLE,
+                            durability=QoSDurabilityPolicy.VOLATILE)
+
+
+class AudioInput:
+    """
+    A microphone topic turned into windows for a model, for any node that listens.
+
+    Declares the input parameters (stamped, sample_rate, channels, sample_format, channel,
+    frame_id, resampler, max_chunk_seconds) on `node`, subscribes `audio_stamped`
+    (AudioDataStamped) or, with `stamped:=false`, headerless `audio` (AudioData), plus
+    `audio_info`, each with the QoS the driver offers, and feeds one core AudioStream. Every
+    chunk's complete windows go to `on_frames(frames, frame_id, generation)` in the
+    executor thread; a caller hands them to its model thread. Bad chunks are counted per
+    reason and logged, throttled, never raised.
+    """
+
+    def __init__(self, node: Node, window: int, hop: int, model_rate: int,
+                 on_frames: Callable[[List[Frame], str, int], None],
+                 on_restart: Callable[[], None] = lambda: None):
+        """Declare parameters, build the stream and subscribe (once a driver publishes)."""
+        self._node = node
+        d = lambda *a, **k: declare(node, *a, **k)  # noqa: E731
+        stamped = d('stamped', True, 'Subscribe audio_stamped (AudioDataStamped); false: '
+                    'headerless audio (AudioData), stamped from arrival time.', read_only=True)
+        # The input format is the driver's fact: these are defaults until audio_info arrives.
+        rate = d('sample_rate', 16000, 'Input sample rate until audio_info says otherwise.',
+                 min_value=1000, max_value=384000, read_only=True)
+        channels = d('channels', 1, 'Input channels until audio_info says otherwise.',
+                     min_value=1, max_value=64, read_only=True)
+        fmt = d('sample_format', 'S16LE', 'Input sample format until audio_info says '
+                'otherwise: S16LE, S16BE, S32LE, S32BE, F32LE, F32BE or U8.', read_only=True)
+        channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
+                    min_value=-1, max_value=63, read_only=True)
+        resampler = d('resampler', 'iir', f'Resampling to the model rate: {", ".join(RESAMPLERS)}'
+                      " ('iir' adds no wait for the next chunk; see core/audio.py).",
+                      read_only=True)
+        max_chunk = d('max_chunk_seconds', 10.0, 'Longer chunks are refused before decoding.',
+                      min_value=0.01, max_value=600.0, read_only=True)
+        self._frame_id = d('frame_id', '', 'frame_id for headerless input.', read_only=True)
+        try:
+            initial = StreamFormat(rate, channels, fmt).validated()
+        except InputError as err:
+            raise ValueError(str(err)) from None
+        self.stream = AudioStream(window, hop, model_rate, initial, channel, resampler,
+                                  max_chunk)
+        self._on_frames = on_frames
+        self._on_restart = on_restart
+        self.counts = Counter()
+        self._bad = ThrottledLog(node)
+        self._coding_ok = True
+        self._loss_reported = False
+        self.chunk_frames = 0  # frames in the latest chunk, for diagnostics
+        topic = 'audio_stamped' if stamped else 'audio'
+        self.info = AdaptiveSubscription(node, AudioInfo, 'audio_info', self._on_info,
+                                         AUDIO_INFO_QOS, adapt_durability=True)
+        self.audio = AdaptiveSubscription(
+            node, AudioDataStamped if stamped else AudioData, topic,
+            self._on_stamped if stamped else self._on_raw, AUDIO_QOS, on_lost=self._on_lost)
+
+    # ------------------------------------------------------------------ callbacks
+    def _on_info(self, msg: AudioInfo) -> None:
+        try:
+            check_coding_format(msg.coding_format)
+        except InputError as e:
+            if self._coding_ok:
+                self._node.get_logger().error(str(e))
+            self._coding_ok = False
+            return
+        self._coding_ok = True
+        fmt = StreamFormat(msg.sample_rate, msg.channels, msg.sample_format or 'S16LE')
+        try:
+            changed = self.stream.set_format(fmt)
+        except InputError as e:
+            self.reject(e.reason, f'audio_info ignored: {e}')
+            return
+        if changed:
+            f = self.stream.stream_format
+            self._node.get_logger().info(
+                f'audio_info: {f.sample_rate} Hz, {f.channels} ch, {f.sample_format}')
+            self._on_restart()
+
+    def _on_stamped(self, msg: AudioDataStamped) -> None:
+        self._ingest(msg.audio.data, stamp_to_sec(msg.header.stamp), msg.header.frame_id)
+
+    def _on_raw(self, msg: AudioData) -> None:
+        self._ingest(msg.data, None, self._frame_id)
+
+    def _ingest(self, data, stamp, frame_id) -> None:
+        self.counts['chunks'] += 1
+        if not self._coding_ok:
+            self.reject('compressed_audio', 'audio_info reports compressed audio: set '
+                        'format:=wave on the audio driver')
+            return
+        lost = self.stream.counts['lost_samples']
+        try:
+            frames = self.stream.push(data, stamp, now_sec(self._node))
+        except InputError as e:
+            self.reject(e.reason, str(e))
+            return
+        self.chunk_frames = len(data) // self.stream.stream_format.frame_bytes
+        if self.stream.counts['lost_samples'] > lost:
+            self._report_loss(f'{self.stream.counts["lost_samples"] - lost} samples missing '
+                              'between chunk stamps')
+        if frames:
+            self._on_frames(frames, frame_id, self.stream.generation)
+
+    def _on_lost(self, count: int) -> None:
+        self.counts['lost_chunks'] += count
+        self._report_loss(f'{count} chunk(s) lost by the middleware')
+
+    def _report_loss(self, what: str) -> None:
+        if self._loss_reported:
+            return
+        self._loss_reported = True  # once: diagnostics keep counting
+        self._node.get_logger().warn(
+            f"'{self.audio.topic}': audio lost before it reached this node ({what}). "
+            f'Subscription: {self.audio.describe()}. A best-effort microphone loses chunks '
+            'whenever this process falls behind: publish reliable (the subscription follows '
+            f'the driver) or raise qos_overrides.{self.audio.topic}.subscription.depth.')
+
+    def reject(self, reason: str, text: str) -> None:
+        """Count a bad input under `reason` and log it, throttled per reason."""
+        self.counts['rejected'] += 1
+        self.counts[f'rejected_{reason}'] += 1
+        self._bad.warn(reason, f'rejected audio input ({reason}): {text}')
+
+    # ------------------------------------------------------------------ diagnostics
+    def diagnostics(self):
+        """Return (level, message, values): the stream's facts, losses and rejects."""
+        s, f = self.stream.counts, self.stream.stream_format
+        values = dict(self.counts)
+        values.update({k: s[k] for k in ('samples', 'gaps', 'lost_samples', 'clock_jumps',
+                                         'format_changes')})
+        values.update(sample_rate=f.sample_rate, channels=f.channels, format=f.sample_format,
+                      chunk_frames=self.chunk_frames,
+                      chunk_ms=round(1e3 * self.chunk_frames / f.sample_rate, 2),
+                      resampler=self.stream.resampler, qos=self.audio.describe(),
+                      publishers=self.audio.publishers, lost_events=self.audio.lost_events,
+                      incompatible_qos=self.audio.incompatible,
+                      info_qos=self.info.describe(), info_incompatible_qos=self.info.incompatible)
+        if not self._coding_ok:
+            return DiagnosticStatus.ERROR, 'compressed audio: set format:=wave', values
+        if values.get('lost_chunks') or s['lost_samples']:
+            return DiagnosticStatus.WARN, 'audio lost before the node', values
+        if not self.audio.publishers:
+            return DiagnosticStatus.WARN, 'no microphone publisher', values
+        return DiagnosticStatus.OK, 'ok', values
