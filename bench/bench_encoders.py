@@ -38,15 +38,8 @@ NEEDS_FILE = ('torchscript', 'onnx', 'plugin', 'file', 'path')
 
 def camera_photo(name):
     """Return the scikit-image photo `name` scaled and centre-cropped to 640x480 RGB."""
-    from late_fusion_ros.core.media import photo
-    from PIL import Image
-    rgb = photo(name)
-    h, w = CAMERA
-    scale = max(h / rgb.shape[0], w / rgb.shape[1])
-    nh, nw = max(h, round(rgb.shape[0] * scale)), max(w, round(rgb.shape[1] * scale))
-    big = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
-    top, left = (nh - h) // 2, (nw - w) // 2
-    return np.ascontiguousarray(big[top:top + h, left:left + w])
+    from late_fusion_ros.core.media import camera_frame
+    return camera_frame(name, CAMERA[1], CAMERA[0])
 
 
 def real_speech(rate, seconds):

@@ -69,11 +69,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     group = ProcessGroup(log_dir=args.log_dir)
     player = NodeSpec('media_player_node', 'media_player')
-    # Demo camera frames are reliable end to end (see media_player_node's image_reliable).
     specs = node_specs(face=args.face)
-    for spec in specs:
-        if spec.executable == 'vision_encoder_node':
-            spec.parameters['qos_overrides./image.subscription.reliability'] = 'reliable'
     print('starting media player, audio encoder, vision encoder and fusion node '
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
     for spec in [player] + specs:

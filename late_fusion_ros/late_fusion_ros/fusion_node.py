@@ -52,6 +52,10 @@ class FusionNode(Node):
             if name.startswith('strategy_params.'):
                 d(name, self._parameter_overrides[name].value,
                   'Option of the strategy named in the key.', dynamic_typing=True)
+        # REP 105: the fused output describes the robot's situation, not one sensor's view.
+        self._frame_id = d('frame_id', 'base_link', 'frame_id of every FusionOutput (the '
+                           "triggering sensors' frames stay in their Embeddings).",
+                           read_only=True)
         policy = d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set "
                    'within sync_slop (ApproximateTimeSynchronizer, the benchmark baseline).',
                    read_only=True)
@@ -184,12 +188,12 @@ class FusionNode(Node):
             return
         if result.output is None or not publish:
             return
-        self._publish(result.output, msg.header.frame_id, entry)
+        self._publish(result.output, entry)
 
-    def _publish(self, fused, frame_id: str, entry: float):
+    def _publish(self, fused, entry: float):
         out = FusionOutput()
         out.header.stamp = sec_to_stamp(fused.stamp)
-        out.header.frame_id = frame_id
+        out.header.frame_id = self._frame_id
         out.trigger_modality = fused.trigger_modality
         out.trigger_seq = fused.trigger_seq
         out.strategy = fused.strategy

@@ -3,89 +3,139 @@
 """
 Media player node: plays real speech and photos as a microphone and a camera driver would.
 
-Publishes `audio_stamped` (audio_common_msgs/AudioDataStamped, S16LE chunks in real time),
-`audio_info` (AudioInfo, once a second) and `image` (sensor_msgs/Image, rgb8), so the demo
-and the tests exercise the same topics a robot's drivers publish.
+Publishes `audio_stamped` (audio_common_msgs/AudioDataStamped: 48 kHz stereo S16LE in
+1024-frame chunks by default, as USB microphones deliver it), a latched `audio_info`
+(AudioInfo) and `image` (sensor_msgs/Image: 1280x720 rgb8, reliable, like usb_cam and
+realsense2_camera), so the demo and the tests exercise what robots' drivers publish.
 """
 
+import threading
 import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from .core.media import photo, scenario
-from .ros_common import declare, spin_node
+from .core.media import camera_frame, scenario, stereo
+from .ros_common import declare, sec_to_stamp, spin_node
 
 
 class MediaPlayerNode(Node):
-    """Stream an espeak-ng scenario as audio and cycle scikit-image photos as frames."""
+    """
+    Stream an espeak-ng scenario as audio and cycle scikit-image photos as camera frames.
+
+    A driver publishes a chunk as soon as its last sample is captured and a frame at its
+    exposure: one thread here sleeps until each such deadline (never a timer, whose
+    period drifts and whose callbacks queue behind each other), so what a subscriber
+    measures is its own latency, not the player's. Stamps come from the node's clock
+    (sim time with use_sim_time): chunks are stamped on the sample clock anchored there,
+    frames with the clock's time at their deadline.
+    """
 
     def __init__(self):
         super().__init__('media_player')
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         pattern = d('pattern', 'speech silence speech noise speech silence',
                     'Audio scenario: speech, silence and noise segments.', read_only=True)
-        chunk_ms = d('chunk_ms', 32, 'Audio chunk length in ms.', read_only=True,
-                     min_value=1, max_value=1000)
+        self._rate = d('sample_rate', 48000, 'Microphone sample rate (Hz).', read_only=True,
+                       min_value=8000, max_value=192000)
+        channels = d('channels', 2, 'Microphone channels (1 or 2).', read_only=True,
+                     min_value=1, max_value=2)
+        self._chunk = d('chunk_frames', 1024, 'Frames per audio chunk.', read_only=True,
+                        min_value=16, max_value=65536)
         photos = d('photos', ['astronaut', 'chelsea', 'coffee', 'rocket'],
                    'scikit-image sample photos shown in turn.', read_only=True)
-        fps = d('fps', 10.0, 'Camera frame rate.', read_only=True, min_value=0.1,
-                max_value=120.0)
-        seconds_per_photo = d('seconds_per_photo', 3.0, 'How long each photo is shown.',
-                              read_only=True, min_value=0.1, max_value=3600.0)
-        reliable = d('image_reliable', True, 'Publish images reliable (large best-effort '
-                     'samples between processes are mostly lost on this middleware).',
-                     read_only=True)
-        self._audio, self._segments = scenario(pattern)
-        self._chunk = 16 * chunk_ms
-        self._photos = [photo(n) for n in photos]
-        self._seconds_per_photo = seconds_per_photo
+        self._fps = d('fps', 15.0, 'Camera frame rate.', read_only=True, min_value=0.1,
+                      max_value=120.0)
+        width = d('width', 1280, 'Camera frame width.', read_only=True, min_value=16,
+                  max_value=7680)
+        height = d('height', 720, 'Camera frame height.', read_only=True, min_value=16,
+                   max_value=4320)
+        self._seconds_per_photo = d('seconds_per_photo', 3.0, 'How long each photo is shown.',
+                                    read_only=True, min_value=0.1, max_value=3600.0)
+        reliable = d('image_reliable', True, 'Publish images reliable (what usb_cam and '
+                     'realsense2_camera do by default).', read_only=True)
+        # REP 103: image data is in an optical frame (z forward, x right, y down).
+        self._camera_frame = d('camera_frame_id', 'camera_optical_frame',
+                               'frame_id of the images.', read_only=True)
+        self._mic_frame = d('microphone_frame_id', 'microphone', 'frame_id of the audio.',
+                            read_only=True)
+        mono, _ = scenario(pattern, rate=self._rate)
+        self._audio = stereo(mono) if channels == 2 else mono[:, None]
+        self._photos = [camera_frame(n, width, height).tobytes() for n in photos]
+        self._size = (height, width)
         qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE if reliable
                          else QoSReliabilityPolicy.BEST_EFFORT)
         self._audio_pub = self.create_publisher(AudioDataStamped, 'audio_stamped', 10)
-        self._info_pub = self.create_publisher(AudioInfo, 'audio_info', 10)
         self._image_pub = self.create_publisher(Image, 'image', qos)
-        self._pos = 0
-        self._t0 = time.time()
-        self.create_timer(chunk_ms / 1000.0, self._on_audio)
-        self.create_timer(1.0 / fps, self._on_image)
-        self.create_timer(1.0, self._on_info)
-        self._on_info()
-        total = len(self._audio) / 16000
+        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+        self._info_pub = self.create_publisher(AudioInfo, 'audio_info', latched)
+        self._info_pub.publish(AudioInfo(
+            channels=channels, sample_rate=self._rate, sample_format='S16LE',
+            bitrate=self._rate * 16 * channels, coding_format='wave'))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._play, name='media_player', daemon=True)
+        self._thread.start()
         self.get_logger().info(
-            f'playing {total:.1f} s of audio ({pattern}) in a loop and {len(photos)} photos '
-            f'at {fps} fps')
+            f'playing {len(mono) / self._rate:.1f} s of audio ({pattern}) at {self._rate} Hz '
+            f'x {channels} in {self._chunk}-frame chunks, and {len(photos)} photos at '
+            f'{width}x{height} {self._fps:g} fps')
 
-    def _on_info(self):
-        self._info_pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
-                                         bitrate=16000 * 16, coding_format='wave'))
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
 
-    def _on_audio(self):
-        # Publish whatever real time says is due, so timer jitter never drops samples.
-        due = int((time.time() - self._t0) * 16000)
-        while self._pos + self._chunk <= due:
-            start = self._pos % len(self._audio)
-            idx = (np.arange(self._chunk) + start) % len(self._audio)
-            msg = AudioDataStamped()
-            stamp_ns = self._t0 * 1e9 + self._pos * 1e9 / 16000
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), 10**9)
-            msg.header.frame_id = 'microphone'
-            msg.audio.data = self._audio[idx].astype('<i2').tobytes()
-            self._audio_pub.publish(msg)
-            self._pos += self._chunk
+    def _play(self):
+        chunk_s, frame_s = self._chunk / self._rate, 1.0 / self._fps
+        start = time.monotonic()
+        anchor, sent, frames = self._now(), 0, 0  # the sample clock, on the node's clock
+        while not self._stop.is_set():
+            # Deadlines on the monotonic clock: chunk k is complete at (k + 1) chunks.
+            next_chunk = start + (sent + 1) * chunk_s
+            next_frame = start + frames * frame_s
+            due = min(next_chunk, next_frame)
+            if self._stop.wait(max(0.0, due - time.monotonic())):
+                break
+            now = self._now()
+            if time.monotonic() >= next_chunk:
+                first = anchor + sent * chunk_s
+                if abs(now - chunk_s - first) > 0.25:  # the node clock jumped (sim time)
+                    anchor, first = now - chunk_s - sent * chunk_s, now - chunk_s
+                self._publish_chunk(sent, first)
+                sent += 1
+            if time.monotonic() >= next_frame:
+                self._publish_frame(frames * frame_s, now)
+                frames += 1
 
-    def _on_image(self):
-        now = time.time()
-        k = int((now - self._t0) / self._seconds_per_photo) % len(self._photos)
-        rgb = self._photos[k]
-        msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding='rgb8',
-                    step=rgb.shape[1] * 3, data=rgb.tobytes())
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = 'camera'
-        self._image_pub.publish(msg)
+    def _publish_chunk(self, k: int, stamp: float):
+        idx = (np.arange(self._chunk) + k * self._chunk) % len(self._audio)
+        msg = AudioDataStamped()
+        msg.header.stamp = sec_to_stamp(stamp)
+        msg.header.frame_id = self._mic_frame
+        msg.audio.data = self._audio[idx].astype('<i2').tobytes()
+        self._publish(self._audio_pub, msg)
+
+    def _publish_frame(self, t: float, stamp: float):
+        height, width = self._size
+        msg = Image(height=height, width=width, encoding='rgb8', step=width * 3,
+                    data=self._photos[int(t / self._seconds_per_photo) % len(self._photos)])
+        msg.header.stamp = sec_to_stamp(stamp)
+        msg.header.frame_id = self._camera_frame
+        self._publish(self._image_pub, msg)
+
+    def _publish(self, pub, msg):
+        try:
+            pub.publish(msg)
+        except Exception as err:  # noqa: BLE001 - rclpy's RCLError (a reliable write timing
+            # out under load) has no public import path; a driver must not die of it.
+            self.get_logger().warn(f'publish failed: {err}', throttle_duration_sec=5.0)
+
+    def close(self):
+        """Stop the player thread (called before destroy_node)."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
 
 
 def main(args=None):

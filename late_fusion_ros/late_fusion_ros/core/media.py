@@ -88,3 +88,24 @@ def photo(name: str) -> np.ndarray:
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+
+
+def camera_frame(name: str, width: int = 1280, height: int = 720) -> np.ndarray:
+    """Return the photo `name` scaled to cover width x height and centre-cropped, RGB uint8."""
+    from PIL import Image
+    rgb = photo(name)
+    scale = max(height / rgb.shape[0], width / rgb.shape[1])
+    h, w = max(height, round(rgb.shape[0] * scale)), max(width, round(rgb.shape[1] * scale))
+    big = np.asarray(Image.fromarray(rgb).resize((w, h), Image.BILINEAR))
+    top, left = (h - height) // 2, (w - width) // 2
+    return np.ascontiguousarray(big[top:top + height, left:left + width])
+
+
+def stereo(mono: np.ndarray, right_gain: float = 0.8) -> np.ndarray:
+    """
+    Return (frames, 2) int16 audio: `mono` left and `right_gain` times it right.
+
+    That is how a stereo microphone pair a little off-centre hears one talker.
+    """
+    right = np.clip(np.round(mono.astype(np.float32) * right_gain), -32768, 32767)
+    return np.stack([mono, right.astype(np.int16)], axis=1)
