@@ -156,8 +156,8 @@ class AudioInput:
         """Return (level, message, values): the stream's facts, losses and rejects."""
         s, f = self.stream.counts, self.stream.stream_format
         values = dict(self.counts)
-        values.update({k: s[k] for k in ('samples', 'gaps', 'lost_samples', 'clock_jumps',
-                                         'format_changes')})
+        values.update({k: s[k] for k in ('samples', 'gaps', 'lost_samples', 'pauses',
+                                         'clock_jumps', 'format_changes')})
         values.update(sample_rate=f.sample_rate, channels=f.channels, format=f.sample_format,
                       chunk_frames=self.chunk_frames,
                       chunk_ms=round(1e3 * self.chunk_frames / f.sample_rate, 2),

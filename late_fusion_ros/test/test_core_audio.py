@@ -287,9 +287,12 @@ def test_stream_counts_gaps_and_lost_samples_and_marks_the_restart():
     assert stream.counts['gaps'] == 1
     assert stream.counts['lost_samples'] == 3 * 1024
     assert sum(f.restart for f in after) == 1
-    # Time going back (a bag loop) is a clock jump, not a loss.
+    # Time going back (a bag loop) is a clock jump, a driver restarting later a pause:
+    # neither is a loss.
     stream.push(chunks[0][0], 10.0, 0.0)
-    assert stream.counts['clock_jumps'] == 1 and stream.counts['lost_samples'] == 3 * 1024
+    stream.push(chunks[0][0], 20.0, 0.0)
+    assert stream.counts['clock_jumps'] == 1 and stream.counts['pauses'] == 1
+    assert stream.counts['lost_samples'] == 3 * 1024 and stream.counts['gaps'] == 3
 
 
 def test_stream_format_change_restarts_and_bad_formats_are_refused():

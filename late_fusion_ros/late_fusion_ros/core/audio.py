@@ -361,6 +361,8 @@ class StreamClock:
 
 # A stamp ahead of the sample clock by less than this is never counted as a lost chunk.
 _MIN_LOSS_SECONDS = 0.002
+# A stamp further ahead than this is the driver pausing (or restarting), not a loss.
+MAX_LOSS_SECONDS = 1.0
 # The input formats a stream accepts (what AudioInfo may say); outside them it is refused.
 MIN_RATE, MAX_RATE, MAX_CHANNELS = 1000, 384000, 64
 
@@ -404,8 +406,9 @@ class AudioStream:
     capture time. Nothing here imports ROS: the nodes only convert messages.
 
     Counters in `counts`: chunks, samples (input frames), gaps (discontinuities), lost_samples
-    (estimated from stamps that jump ahead), clock_jumps (stamps that went back) and
-    format_changes. The first window after a discontinuity has `restart` set, so that a
+    (estimated from stamps that jump ahead by up to MAX_LOSS_SECONDS), pauses (further
+    ahead: the driver stopped), clock_jumps (stamps that went back) and format_changes.
+    The first window after a discontinuity has `restart` set, so that a
     streaming model forgets its context there.
     """
 
@@ -494,11 +497,13 @@ class AudioStream:
                 # stream that ended, so it is framed with that stream's stamps first.
                 frames += self._frame(self._resampler.flush())
                 self.counts['gaps'] += 1
-                if stamp > expected:
+                if stamp < expected:
+                    self.counts['clock_jumps'] += 1
+                elif stamp - expected > MAX_LOSS_SECONDS:
+                    self.counts['pauses'] += 1  # the driver stopped and started again
+                else:
                     self.counts['lost_samples'] += int(round((stamp - expected)
                                                              * fmt.sample_rate))
-                else:
-                    self.counts['clock_jumps'] += 1
             self._pending_restart = True
             self._offsets.clear()
         self._clock.input_chunk(stamp, len(mono), restart)
