@@ -151,4 +151,4 @@ def test_camera_restarts_with_another_qos_and_resolution(ros, graph):
     restarted = time.time()
     assert ros.wait_for(lambda: len(_since(emb, restarted + 1.0)) >= 10, 30.0)
     assert graph['group'].alive()['vision_encoder'] is None
-    assert "subscribed best_effort" in node_log(graph['group'], 'vision_encoder')
+    assert 'subscribed best_effort' in node_log(graph['group'], 'vision_encoder')
