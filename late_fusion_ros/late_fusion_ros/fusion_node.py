@@ -59,6 +59,9 @@ class FusionNode(Node):
         policy = d('policy', 'async', "'async' fuses on every arrival; 'sync' waits for a set "
                    'within sync_slop (ApproximateTimeSynchronizer, the benchmark baseline).',
                    read_only=True)
+        self._max_size = d('max_embedding_size', 65536, 'Embeddings with more values are '
+                           'refused before they are converted.', read_only=True,
+                           min_value=1, max_value=1 << 30)
         slop = d('sync_slop', 0.1, 'Seconds: the sync policy fuses sets this close together.',
                  min_value=0.0, max_value=10.0, read_only=True)
         for name in names:
@@ -161,19 +164,25 @@ class FusionNode(Node):
     def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
                       publish: bool = True):
         entry = time.perf_counter() if entry is None else entry
-        # The topic decides the slot. An embedding that names another modality (an encoder
-        # left at its default `modality` but remapped here) must not land in that other
-        # modality's slot: it is passed on under a name no slot has, and rejected.
-        modality = name if msg.modality in ('', name) else f'{msg.modality} on {name}'
+        # Refused before the array is copied out of the message: a 10^7-float Embedding
+        # must not cost the node its memory (the topic's slot counts it).
+        if len(msg.data) > self._max_size or len(msg.scores) > self._max_size:
+            self._engine.count(name, 'too_large', 'rejected')
+            self._bad.warn((name, 'too_large'), f'rejected {name} embedding seq {msg.seq} '
+                           f'(too_large): {max(len(msg.data), len(msg.scores))} values > '
+                           f'max_embedding_size {self._max_size}')
+            return
+        # The topic decides the slot: an embedding that names another modality (an encoder
+        # left at its default `modality` but remapped here) is rejected there.
         inp = EmbeddingInput(
-            modality=modality, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
+            modality=msg.modality, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
             data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
             scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
             frame_id=msg.header.frame_id)
         now = now_sec(self)
         try:
             with self._lock:
-                result = self._engine.update(inp, now)
+                result = self._engine.update(inp, now, arrived_on=name)
         except Exception as err:  # noqa: BLE001 - one bad arrival must not stop fusion
             self._bad.warn((name, 'engine_error'), f'{name} embedding seq {msg.seq} could not '
                            f'be fused: {type(err).__name__}: {err}')

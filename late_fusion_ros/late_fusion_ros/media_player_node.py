@@ -90,7 +90,11 @@ class MediaPlayerNode(Node):
     def _play(self):
         chunk_s, frame_s = self._chunk / self._rate, 1.0 / self._fps
         start = time.monotonic()
-        anchor, sent, frames = self._now(), 0, 0  # the sample clock, on the node's clock
+        # The sample clock: chunk k was captured from anchor + k chunks, on the node's clock.
+        # A late thread still stamps chunks when they were captured (a driver does too); only
+        # a jump of the node's clock against the monotonic one (sim time) moves the anchor.
+        offset = self._now() - start
+        anchor, sent, frames = self._now(), 0, 0
         while not self._stop.is_set():
             # Deadlines on the monotonic clock: chunk k is complete at (k + 1) chunks.
             next_chunk = start + (sent + 1) * chunk_s
@@ -99,11 +103,11 @@ class MediaPlayerNode(Node):
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 break
             now = self._now()
+            jump = now - time.monotonic() - offset
+            if abs(jump) > 0.25:
+                anchor, offset = anchor + jump, offset + jump
             if time.monotonic() >= next_chunk:
-                first = anchor + sent * chunk_s
-                if abs(now - chunk_s - first) > 0.25:  # the node clock jumped (sim time)
-                    anchor, first = now - chunk_s - sent * chunk_s, now - chunk_s
-                self._publish_chunk(sent, first)
+                self._publish_chunk(sent, anchor + sent * chunk_s)
                 sent += 1
             if time.monotonic() >= next_frame:
                 self._publish_frame(frames * frame_s, now)

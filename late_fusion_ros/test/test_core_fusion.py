@@ -13,6 +13,7 @@ import sys
 
 from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
                                          ModalityConfig)
+from late_fusion_ros.core.fusion.engine import REWIND_CONFIRM
 import numpy as np
 import pytest
 
@@ -202,7 +203,7 @@ def test_time_reset_clears_state_then_processes_input():
     # A jitter of less than a second backwards is not a reset.
     assert not eng.update(inp('audio', 6, 100.2, ['speech'], [0.9]), 99.5).reset
     res = eng.update(inp('audio', 1, 3.0, ['speech'], [0.4]), 3.0)
-    assert res.reset and res.accepted
+    assert res.reset and res.accepted  # `now` itself went back: no confirmation needed
     assert [m.present for m in res.output.modalities] == [True, False]
     np.testing.assert_allclose(res.output.scores, [0.4], rtol=1e-6)
     assert eng.counters()['audio']['received'] == 3  # counters survive a time reset
@@ -226,22 +227,63 @@ def test_future_stamp_rejected_state_untouched():
     assert eng.update(inp('audio', 4, 10.6, ['speech'], [0.3]), 10.6).accepted
 
 
-def test_stamps_jumping_back_reset_state_while_now_goes_on():
-    """A bag loop without --clock: stamps jump back, now does not; state resets, input used."""
+def test_stamps_jumping_back_reset_state_once_confirmed_while_now_goes_on():
+    """A bag loop without --clock: stamps jump back, now does not; confirmed, state resets."""
     eng = engine()
     eng.update(inp('audio', 10, 104.0, ['speech'], [0.9]), 104.0)
     eng.update(inp('vision', 10, 104.0, ['speech'], [0.9]), 104.0)
     # The bag restarts at stamp 100.0 while now keeps going: 4 s back > max(1, max_age 2).
-    res = eng.update(inp('audio', 1, 100.0, ['speech'], [0.4]), 104.1)
+    # The first REWIND_CONFIRM - 1 inputs of the loop are dropped, changing nothing...
+    for k in range(REWIND_CONFIRM - 1):
+        res = eng.update(inp('audio', 1 + k, 100.0 + 0.032 * k, ['speech'], [0.4]),
+                         104.1 + 0.032 * k)
+        assert not res.accepted and res.reason == 'out_of_order' and not res.reset
+        assert eng.evaluate(104.1).modalities[1].present
+    # ... then the loop is confirmed: all state resets and the input is used.
+    k = REWIND_CONFIRM - 1
+    res = eng.update(inp('audio', 1 + k, 100.0 + 0.032 * k, ['speech'], [0.4]),
+                     104.1 + 0.032 * k)
     assert res.accepted and res.reset and res.reason == ''
     audio, vision = res.output.modalities
-    assert (audio.present, audio.seq, audio.stamp) == (True, 1, 100.0)
+    assert (audio.present, audio.seq) == (True, 1 + k)
     assert audio.age == pytest.approx(4.1) and audio.stale  # 4.1 s old > max_age 2
     assert not vision.present
     assert eng.counters()['audio']['received'] == 2  # counters survive the reset
     # The loop's next input follows the new stamps: accepted, no further reset.
-    res = eng.update(inp('audio', 2, 100.032, ['speech'], [0.4]), 104.132)
+    res = eng.update(inp('audio', 10, 100.2, ['speech'], [0.4]), 104.3)
     assert res.accepted and not res.reset
+
+
+def test_a_stray_old_stamp_changes_nothing():
+    """One zero or ancient stamp between good inputs is dropped, never a reset."""
+    eng = engine()
+    for k in range(5):
+        eng.update(inp('audio', k, 100.0 + k * 0.1, ['speech'], [0.9]), 100.0 + k * 0.1)
+        eng.update(inp('vision', k, 100.0 + k * 0.1, ['speech'], [0.9]), 100.0 + k * 0.1)
+    before = snapshot(eng.evaluate(100.5))
+    for seq, stamp in ((90, 0.0), (91, 3.0), (92, 99.0), (93, 0.0), (94, 1.0)):
+        res = eng.update(inp('vision', seq, stamp, ['speech'], [0.1]), 100.45)
+        assert not res.accepted and res.reason == 'out_of_order' and not res.reset
+        # Good traffic between the stray stamps keeps the confirmation from building up.
+        assert eng.update(inp('audio', seq, 100.45 + seq * 1e-4, ['speech'], [0.9]),
+                          100.45 + seq * 1e-4).accepted
+    assert snapshot(eng.evaluate(100.5))[5][1] == before[5][1]  # vision's state untouched
+    assert eng.counters()['vision']['out_of_order'] == 5
+
+
+def test_an_input_naming_another_modality_is_rejected_where_it_arrived():
+    """An Embedding saying 'vision' on audio's topic: rejected and counted under audio."""
+    eng = engine()
+    res = eng.update(inp('vision', 1, 10.0, ['speech'], [0.9]), 10.0, arrived_on='audio')
+    assert not res.accepted and res.reason == 'foreign_modality'
+    counts = eng.counters()
+    assert counts['audio']['rejected'] == 1 and counts['audio']['foreign_modality'] == 1
+    assert counts['vision']['rejected'] == 0 and '<unknown>' not in counts
+    # An empty modality takes the topic's; the topic's own name is accepted.
+    assert eng.update(inp('', 2, 10.0, ['speech'], [0.9]), 10.0, arrived_on='audio').accepted
+    assert eng.update(inp('audio', 3, 10.1, ['speech'], [0.9]), 10.1,
+                      arrived_on='audio').accepted
+    assert eng.evaluate(10.1).modalities[0].seq == 3
 
 
 def test_slightly_late_input_is_still_out_of_order():
@@ -254,10 +296,10 @@ def test_slightly_late_input_is_still_out_of_order():
     assert not res.accepted and res.reason == 'out_of_order' and not res.reset
     assert eng.counters()['audio']['dropped'] == 1
     assert eng.evaluate(100.1).modalities[1].present  # vision kept
-    # 1.5 s back is a jump: reset, then used.
+    # 1.5 s back is a jump, but a single one is a stray stamp: dropped, no reset.
     res = eng.update(inp('audio', 3, 98.5, ['speech'], [0.4]), 100.2)
-    assert res.accepted and res.reset
-    assert not res.output.modalities[1].present
+    assert not res.accepted and not res.reset
+    assert eng.evaluate(100.2).modalities[1].present
 
 
 def test_huge_prior_does_not_overflow_the_sigmoid():

@@ -56,7 +56,7 @@ def fusion(ros, start_nodes):
     for topic, box, stamp in (('audio/embedding', outputs, time.time() - 100),
                               ('sim/audio/embedding', sim_outputs, 0.5)):
         for k in range(60):
-            pubs[topic].publish(_emb('audio', 10**6 + k, stamp, ['speech'], [0.5]))
+            pubs[topic].publish(_emb('audio', 10**6 + k, stamp, ['speech'], [0.5], [0.5]))
             if ros.wait_for(lambda: len(box) > 0, 0.5):
                 break
         assert box, f'no output for a probe on {topic}'
@@ -98,7 +98,7 @@ def test_output_on_every_arrival_and_absent_modality_reported(ros, fusion):
 
 
 def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
-    """NaN, wrong dimension, empty, length mismatch, unknown modality, duplicates."""
+    """NaN, wrong dimension, empty, length mismatch, too large, foreign modality, duplicates."""
     t = time.time()
     good = _send_and_wait(ros, fusion, 'vision/embedding',
                           _emb('vision', 100, t, ['face', 'mouth_moving'], [0.9, 0.8],
@@ -117,23 +117,27 @@ def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
                    _emb('vision', 100, t + 0.6, ['face'], [0.1], [1, 2, 3, 4]), False)
     _send_and_wait(ros, fusion, 'vision/embedding',  # older than the current state
                    _emb('vision', 99, t - 1.0, ['face'], [0.1], [1, 2, 3, 4]), False)
+    _send_and_wait(ros, fusion, 'vision/embedding',  # more values than max_embedding_size
+                   _emb('vision', 106, t + 0.55, data=[0.5] * 70000), False)
     _send_and_wait(ros, fusion, 'audio/embedding',   # a modality the node was not given
-                   _emb('lidar', 7, t, ['speech'], [0.5]), False)
+                   _emb('lidar', 7, t, ['speech'], [0.5], [0.5]), False)
     _send_and_wait(ros, fusion, 'audio/embedding',   # vision's name on audio's topic
                    _emb('vision', 8, t + 0.8, ['face'], [0.5], [1, 2, 3, 4]), False)
     after = _send_and_wait(ros, fusion, 'audio/embedding',
                            _emb('audio', 50, t + 0.7, ['speech'], [0.9], [0.9]))
     vision = _state(after, 'vision')
     assert vision.seq == 100, 'a rejected input changed the state'
-    assert vision.rejected == 5 and vision.dropped == 2
+    assert vision.rejected == 6 and vision.dropped == 2
+    # A reject belongs to the topic it arrived on: both foreign names count under audio.
+    assert _state(after, 'audio').rejected == 2
     # Diagnostics carry the same counters, per modality and per reason.
     assert ros.wait_for(lambda: any(
-        kv.key == 'vision.rejected' and kv.value == '5'
+        kv.key == 'vision.rejected' and kv.value == '6'
         for _, arr in fusion['diag'] for st in arr.status if st.name.startswith('fusion:')
         for kv in st.values), 5.0)
     log = node_log(fusion['group'], 'fusion')
-    for reason in ('non_finite', 'wrong_dimension', 'empty', 'length_mismatch',
-                   'unknown_modality', 'duplicate_seq', 'out_of_order'):
+    for reason in ('non_finite', 'wrong_dimension', 'empty', 'length_mismatch', 'too_large',
+                   'foreign_modality', 'duplicate_seq', 'out_of_order'):
         assert reason in log, f'no log line for {reason}'
 
 

@@ -18,6 +18,7 @@ POLICIES = ('async', 'sync')
 
 # Rejection reasons: the input is invalid, counted as 'rejected'.
 UNKNOWN_MODALITY = 'unknown_modality'
+FOREIGN_MODALITY = 'foreign_modality'  # names another modality than its topic's
 WRONG_DIMENSION = 'wrong_dimension'
 NON_FINITE = 'non_finite'
 EMPTY = 'empty'
@@ -29,7 +30,8 @@ RATE_LIMITED = 'rate_limited'
 # Accepted, but no output yet.
 WAITING_FOR_SYNC = 'waiting_for_sync'
 TIME_RESET = 'time_reset'
-REJECT_REASONS = (UNKNOWN_MODALITY, WRONG_DIMENSION, NON_FINITE, EMPTY, LENGTH_MISMATCH)
+REJECT_REASONS = (UNKNOWN_MODALITY, FOREIGN_MODALITY, WRONG_DIMENSION, NON_FINITE, EMPTY,
+                  LENGTH_MISMATCH)
 DROP_REASONS = (DUPLICATE_SEQ, OUT_OF_ORDER, RATE_LIMITED)
 
 

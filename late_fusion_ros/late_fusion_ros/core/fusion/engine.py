@@ -24,9 +24,12 @@ from .strategies import Entry
 from .sync import ApproximateSync
 
 # A `now` this much earlier than the last one means the clock was reset (bag loop, sim time).
-# A stamp more than max(this, max_age) older than its modality's last accepted one likewise
-# means the stamps' clock jumped back (a bag loop played without --clock: `now` is wall time).
+# A stamp more than max(this, max_age) older than its modality's last accepted one may mean
+# that modality's stamps jumped back (a bag loop played without --clock, a restarted driver
+# on another clock): once REWIND_CONFIRM such inputs in a row carry increasing stamps, the
+# modality restarts from them. One stray old stamp is dropped and changes nothing.
 TIME_RESET_TOLERANCE = 1.0
+REWIND_CONFIRM = 3
 # A stamp more than max(this, max_age) ahead of `now` is refused: accepted, it would become the
 # modality's last stamp and every real input after it would be dropped as out_of_order.
 FUTURE_TOLERANCE = 1.0
@@ -68,10 +71,12 @@ class _Slot:
     last_seq: Optional[int] = None
     last_output: Optional[float] = None   # `now` of the last output this modality triggered
     counts: Counter = field(default_factory=Counter)
+    rewind: List[float] = field(default_factory=list)  # far older stamps in a row, for now
 
     def clear_state(self) -> None:
         self.inp, self.term, self.confidence, self.arrival = None, None, 1.0, 0.0
         self.last_stamp, self.last_seq, self.last_output = -math.inf, None, None
+        self.rewind = []
 
 
 def decay_factor(cfg: ModalityConfig, age: float) -> float:
@@ -205,38 +210,67 @@ class FusionEngine:
 
     # -- arrivals ---------------------------------------------------------------------------
 
-    def update(self, inp: EmbeddingInput, now: float) -> UpdateResult:
-        """Validate `inp`, update its modality's state and fuse; `now` on the stamps' clock."""
+    def update(self, inp: EmbeddingInput, now: float,
+               arrived_on: Optional[str] = None) -> UpdateResult:
+        """
+        Validate `inp`, update its modality's state and fuse; `now` on the stamps' clock.
+
+        `arrived_on` names the modality whose input (topic) `inp` came through: an input
+        naming another modality is rejected there, as 'foreign_modality', and counted in
+        that modality's counters, so every reject belongs to where it arrived.
+        """
         with self._lock:
             reset = self._last_now is not None and now < self._last_now - TIME_RESET_TOLERANCE
             if reset:
                 self._reset_state()
             self._last_now = now
-            result = self._update(inp, now)
-            result.reset = reset or result.reset  # _update flags a backwards jump of stamps
+            result = self._update(inp, now, arrived_on)
+            result.reset = reset or result.reset  # _update flags a rewind of stamps
             return result
+
+    def count(self, modality: str, reason: str, kind: str = 'rejected') -> None:
+        """Count an input of `modality` refused before it became an EmbeddingInput."""
+        with self._lock:
+            slot = self._slots.get(modality)
+            self._reject(self._unknown if slot is None else slot.counts, reason, kind)
 
     def _reject(self, counts: Counter, reason: str, kind: str) -> UpdateResult:
         counts[kind] += 1
         counts[reason] += 1
         return UpdateResult(False, reason, None)
 
-    def _update(self, inp: EmbeddingInput, now: float) -> UpdateResult:
-        slot = self._slots.get(inp.modality)
+    def _update(self, inp: EmbeddingInput, now: float,
+                arrived_on: Optional[str]) -> UpdateResult:
+        if arrived_on is not None and arrived_on in self._slots and \
+                inp.modality not in ('', arrived_on):
+            return self._reject(self._slots[arrived_on].counts, t.FOREIGN_MODALITY, 'rejected')
+        name = arrived_on if arrived_on is not None and not inp.modality else inp.modality
+        slot = self._slots.get(name)
         if slot is None:
             return self._reject(self._unknown, t.UNKNOWN_MODALITY, 'rejected')
+        if inp.modality != name:
+            inp = EmbeddingInput(name, inp.seq, inp.stamp, inp.data, inp.labels, inp.scores,
+                                 inp.encoder_id, inp.frame_id)
         inp = _as_input(inp)
         reason = _invalid_reason(inp, slot.cfg) or self._strategy.check(inp)
         if reason:
             return self._reject(slot.counts, reason, 'rejected')
         if inp.stamp - now > max(FUTURE_TOLERANCE, slot.cfg.max_age):
             return self._reject(slot.counts, FUTURE_STAMP, 'rejected')
-        # Far older than the last accepted stamp: the stamps' clock jumped back (bag loop
-        # without --clock). Reset like a backwards `now` does, before the duplicate check
-        # (the loop may repeat a seq), then use the input. Merely late inputs still drop below.
-        stamp_reset = slot.last_stamp - inp.stamp > max(TIME_RESET_TOLERANCE, slot.cfg.max_age)
-        if stamp_reset:
+        # Far older than the last accepted stamp: a stray old stamp, or the stamps' clock
+        # jumped back (a bag loop without --clock). Only a confirmed rewind resets the state,
+        # like a backwards `now` does; a stray old stamp is dropped and changes nothing.
+        stamp_reset = False
+        if slot.last_stamp - inp.stamp > max(TIME_RESET_TOLERANCE, slot.cfg.max_age):
+            if slot.rewind and inp.stamp <= slot.rewind[-1]:
+                slot.rewind = []
+            slot.rewind.append(inp.stamp)
+            if len(slot.rewind) < REWIND_CONFIRM:
+                return self._reject(slot.counts, t.OUT_OF_ORDER, 'dropped')
+            stamp_reset = True
             self._reset_state()
+        else:
+            slot.rewind = []
         if inp.seq == slot.last_seq:
             return self._reject(slot.counts, t.DUPLICATE_SEQ, 'dropped')
         if inp.stamp < slot.last_stamp:
