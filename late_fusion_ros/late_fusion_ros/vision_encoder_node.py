@@ -15,7 +15,8 @@ from .adaptive_subscription import AdaptiveSubscription
 from .core.encoders import make_vision_encoder
 from .core.errors import InputError
 from .core.handover import Mailbox
-from .core.image import compressed_to_rgb, image_msg_to_rgb, MAX_IMAGE_BYTES
+from .core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
+                         MAX_IMAGE_BYTES)
 from .core.stream_stats import FrameStats
 from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, SENSOR_QOS,
                          spin_node, stamp_to_sec, ThrottledLog)
@@ -94,6 +95,17 @@ class VisionEncoderNode(Node):
         missed = self._stats.add(stamp_to_sec(msg.header.stamp))
         if missed and not self._input.lost_events:
             self._count_lost(missed, 'frames missing between stamps')
+        # The checks that need no decoding run here, on every frame: a malformed frame is
+        # counted even when the model is busy, and never evicts a good one from the slot.
+        try:
+            if isinstance(msg, CompressedImage):
+                check_compressed(msg.format, msg.data, self._max_bytes).close()
+            else:
+                checked_rows(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                             self._max_bytes)
+        except InputError as e:
+            self._reject(e.reason, str(e))
+            return
         if self._slot.put(msg):
             self._counts['dropped'] += 1  # superseded before the model got to it
 

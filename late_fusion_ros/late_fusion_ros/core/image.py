@@ -96,9 +96,15 @@ def image_msg_to_rgb(msg, max_bytes: int = MAX_IMAGE_BYTES) -> np.ndarray:
     return np.require(rgb, np.uint8, ['C', 'W', 'O'])
 
 
-def compressed_to_rgb(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
-                      max_pixels: int = MAX_IMAGE_BYTES // 3) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage payload (jpeg, png, ...) to (H, W, 3) uint8 RGB."""
+def check_compressed(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
+                     max_pixels: int = MAX_IMAGE_BYTES // 3):
+    """
+    Check a CompressedImage payload from its header alone; return the opened PIL image.
+
+    InputError ('bad_compressed', 'too_large') for a depth format, no data, bytes that are
+    no image, or more bytes or pixels than allowed: a decompression bomb is refused before
+    it is decoded. The pixels are only decoded by compressed_to_rgb.
+    """
     if 'compresseddepth' in fmt.lower():
         raise InputError('bad_compressed', f'format {fmt!r} is a depth image, not colour')
     if len(data) > max_bytes:
@@ -108,15 +114,24 @@ def compressed_to_rgb(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
     if raw.size == 0:
         raise InputError('bad_compressed', 'compressed image has no data')
     try:
-        with Image.open(io.BytesIO(raw)) as img:
-            # The header gives the size: refuse a decompression bomb before decoding it.
-            if img.width * img.height > max_pixels:
-                raise InputError('too_large', f'compressed image decodes to {img.width}x'
-                                 f'{img.height} pixels, above the limit of {max_pixels}')
-            return np.array(img.convert('RGB'))
-    except InputError:
-        raise
+        img = Image.open(io.BytesIO(raw))
     except Image.DecompressionBombError as err:
         raise InputError('too_large', f'compressed image refused: {err}') from err
     except (OSError, ValueError) as err:
+        raise InputError('bad_compressed', f'cannot decode {fmt!r} image: {err}') from err
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise InputError('too_large', f'compressed image decodes to {img.width}x'
+                         f'{img.height} pixels, above the limit of {max_pixels}')
+    return img
+
+
+def compressed_to_rgb(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
+                      max_pixels: int = MAX_IMAGE_BYTES // 3) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage payload (jpeg, png, ...) to (H, W, 3) uint8 RGB."""
+    img = check_compressed(fmt, data, max_bytes, max_pixels)
+    try:
+        with img:
+            return np.array(img.convert('RGB'))
+    except (OSError, ValueError) as err:  # a valid header over truncated or corrupt data
         raise InputError('bad_compressed', f'cannot decode {fmt!r} image: {err}') from err
