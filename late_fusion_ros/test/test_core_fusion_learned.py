@@ -7,6 +7,7 @@ Expected numbers are worked out by hand in each test, never taken from the code 
 """
 
 import math
+import pathlib
 
 from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
                                          make_strategy, ModalityConfig)
@@ -96,18 +97,35 @@ def test_meta_learner_hand_computed(meta_file, tmp_path):
         assert out.decision == 'yes' and out.labels == ['no', 'yes']
 
 
+class _TouchOnLoad:
+    """Unpickling this creates a file: the side effect a hostile model file would have."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
 def test_meta_learner_refuses_pickled_code(tmp_path):
-    """A torch file holding an arbitrary object is refused (weights_only), never executed."""
-    path = str(tmp_path / 'evil.pt')
-    torch.save({'weight': torch.zeros(2, 2), 'x': ModalityConfig('audio')}, path)
-    with pytest.raises(ValueError):
+    """A complete model file that also holds code is refused (weights_only), never run."""
+    marker, path = tmp_path / 'ran', str(tmp_path / 'evil.pt')
+    # Everything a meta-learner needs, so only the refusal of pickled code can stop it.
+    torch.save({'features': ['audio/speech'], 'modalities': ['audio'], 'labels': ['no', 'yes'],
+                'weight': torch.zeros(2, 2), 'bias': torch.zeros(2),
+                'payload': _TouchOnLoad(str(marker))}, path)
+    with pytest.raises(ValueError, match='cannot load'):
         make_strategy('meta_learner', {'model_path': path})
+    assert not marker.exists(), 'the pickled code ran'
+    # The file is hostile for real: loading it the unsafe way runs the payload.
+    torch.load(path, weights_only=False)
+    assert marker.exists()
 
 
 @pytest.mark.parametrize('name', ['meta_learner', 'attention'])
 def test_missing_model_file_is_value_error(name, tmp_path):
     """A missing model file is a configuration error."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='model file not found'):
         make_strategy(name, {'model_path': str(tmp_path / 'nope.pt')})
 
 
@@ -147,7 +165,7 @@ def test_attention_rejects_wrong_embedding_length(tmp_path):
     """An embedding whose length does not fit the model is rejected, not crashed on."""
     eng = engine('attention', {'model_path': _hand_attention_file(tmp_path / 'att.pt')})
     assert eng.update(inp('audio', 1, 1.0, data=[1.0, 2.0, 3.0]), 1.0).reason == 'wrong_dimension'
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='model expects 2 values for audio'):
         engine('attention', {'model_path': _hand_attention_file(tmp_path / 'att.pt')},
                [ModalityConfig('audio', dim=3), ModalityConfig('vision')])
 

@@ -110,32 +110,36 @@ def _engine_with_state():
 
 
 def _bad_configs(tmp_path):
+    """Yield (invalid configuration, the words its ValueError must say)."""
     mods = [ModalityConfig('audio'), ModalityConfig('vision')]
-    yield config(strategy='nope')
-    yield config(strategy='speaking_to_robot', strategy_params={'threshold': 2.0})
-    yield config(strategy='speaking_to_robot', strategy_params={'typo': 1})
-    yield config(strategy='meta_learner', strategy_params={'model_path': str(tmp_path / 'x')})
-    yield config(strategy='attention', strategy_params={})
-    yield config(policy='later')
-    yield config(min_interval={'lidar': 1.0})
-    yield config(min_interval={'audio': -1.0})
-    yield FusionConfig([])
-    yield FusionConfig([mods[0], ModalityConfig('audio')])
-    for change in ({'prior': -1.0}, {'max_age': 0.0}, {'decay': 'cubic'},
-                   {'time_constant': 0.0}, {'dim': -2}, {'prior': float('nan')}):
-        yield FusionConfig([mods[0], dataclasses.replace(mods[1], **change)])
+    yield config(strategy='nope'), 'unknown fusion strategy'
+    yield config(strategy='speaking_to_robot', strategy_params={'threshold': 2.0}), 'threshold'
+    yield config(strategy='speaking_to_robot', strategy_params={'typo': 1}), 'unknown strategy'
+    yield (config(strategy='meta_learner', strategy_params={'model_path': str(tmp_path / 'x')}),
+           'model file not found')
+    yield config(strategy='attention', strategy_params={}), 'model_path is required'
+    yield config(policy='later'), 'policy must be one of'
+    yield config(min_interval={'lidar': 1.0}), 'unknown modality'
+    yield config(min_interval={'audio': -1.0}), 'must be finite and >= 0'
+    yield FusionConfig([]), 'at least one modality'
+    yield FusionConfig([mods[0], ModalityConfig('audio')]), 'must be unique'
+    for change, words in (({'prior': -1.0}, 'prior'), ({'max_age': 0.0}, 'max_age'),
+                          ({'decay': 'cubic'}, 'decay'), ({'time_constant': 0.0},
+                                                          'time_constant'),
+                          ({'dim': -2}, 'dim'), ({'prior': float('nan')}, 'prior')):
+        yield FusionConfig([mods[0], dataclasses.replace(mods[1], **change)]), words
 
 
 def test_reconfigure_rejects_invalid_config_and_changes_nothing(tmp_path):
     """Every invalid configuration raises ValueError and leaves config and state as they were."""
     eng = _engine_with_state()
     before_config, before = eng.config, snapshot(eng.evaluate(1.5))
-    for bad in _bad_configs(tmp_path):
-        with pytest.raises(ValueError):
+    for bad, words in _bad_configs(tmp_path):
+        with pytest.raises(ValueError, match=words):
             eng.reconfigure(bad)
         assert eng.config is before_config
         assert snapshot(eng.evaluate(1.5)) == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='unknown fusion strategy'):
         FusionEngine(config(strategy='nope'))
 
 

@@ -42,5 +42,5 @@ def test_close_wakes_a_waiting_worker():
 
 def test_maxlen_must_be_positive():
     """A mailbox that holds nothing is a configuration error."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match='at least 1'):
         Mailbox(0)
