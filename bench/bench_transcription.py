@@ -20,6 +20,7 @@ the shorter audio context (`audio_context`, see core/transcription/whisper.py):
    (p99 within 1.2x); the transcription node's own final latency under that load too.
 
     python bench/bench_transcription.py [--quick] [--models tiny.en base] [--no-dds]
+        [--only-dds --variants tiny.en:0:2 tiny.en:10:2 tiny.en:10:1]
 """
 
 import argparse
@@ -280,8 +281,13 @@ def _wait(predicate, timeout):
     return False
 
 
-def bench_dds(models, rounds, seconds, fps, log_dir):
-    """Part 3: audio encoder latency with transcription off / on (per model), vision busy."""
+def bench_dds(variants, rounds, seconds, fps, log_dir):
+    """
+    Part 3: audio encoder latency with transcription off / on, vision busy.
+
+    `variants`: 'model[:nice[:threads]]' strings, each a transcription_node configuration;
+    rounds of [off] + variants alternate so that the machine's load drifts into all alike.
+    """
     import rclpy
     from late_fusion_ros.bringup import node_specs
     from late_fusion_ros.core.media import camera_frame
@@ -309,23 +315,25 @@ def bench_dds(models, rounds, seconds, fps, log_dir):
             raise RuntimeError(f'encoders did not come up: {always.alive()}')
         drv.play(audio[:RATE * 2], photo, fps)  # warm-up: DDS, first frames
         for _ in range(rounds):
-            for model in [None] + list(models):
+            for variant in [None] + list(variants):
                 group = None
-                if model is not None:
-                    group = ProcessGroup(log_dir=os.path.join(log_dir, model))
+                if variant is not None:
+                    model, nice, threads = (variant.split(':') + ['10', '2'])[:3]
+                    group = ProcessGroup(log_dir=os.path.join(log_dir, variant))
                     spec = specs['transcription']
-                    spec.parameters['model'] = model
+                    spec.parameters.update(model=model, decode_nice=int(nice),
+                                           cpu_threads=int(threads))
                     group.start(spec)
                     if not _wait(lambda: drv.audio_pub.get_subscription_count() >= 2, 120.0):
-                        raise RuntimeError(f'transcription_node ({model}) did not come up')
+                        raise RuntimeError(f'transcription_node ({variant}) did not come up')
                 n_audio, n_tr = len(drv.audio), len(drv.transcripts)
                 t0 = drv.play(audio, photo, fps)
                 _wait(lambda: len(drv.audio) - n_audio >= len(audio) // WINDOW - 1, 5.0)
-                if model is not None:
+                if variant is not None:
                     _wait(lambda: sum(m.final for _, m in drv.transcripts[n_tr:]) >= len(ends),
                           10.0)
                     group.stop()
-                r = results.setdefault(model or 'off', {'lat': [], 'final': [], 'missing': 0})
+                r = results.setdefault(variant or 'off', {'lat': [], 'final': [], 'missing': 0})
                 got = [(t, s) for t, s in drv.audio[n_audio:] if s >= t0 + 1.0]
                 r['lat'] += [t - (s + WINDOW / RATE) for t, s in got]
                 r['missing'] += max(0, len(audio) // WINDOW - len(drv.audio[n_audio:]))
@@ -355,6 +363,9 @@ def main():
     parser.add_argument('--nice', type=int, default=10, help='decode_nice')
     parser.add_argument('--no-dds', action='store_true', help='skip part 3')
     parser.add_argument('--only-dds', action='store_true', help='run part 3 alone')
+    parser.add_argument('--variants', nargs='+', default=None,
+                        help="part 3: transcription_node settings 'model[:nice[:threads]]' "
+                        '(default: each model with nice 10 and 2 threads)')
     parser.add_argument('--dds-seconds', type=float, default=None)
     args = parser.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
@@ -407,13 +418,14 @@ def main():
         seconds = args.dds_seconds or (12.0 if args.quick else 30.0)
         rounds = 1 if args.quick else 2
         with tempfile.TemporaryDirectory() as log_dir:
-            res = bench_dds(args.models, rounds, seconds, 15.0, log_dir)
+            res = bench_dds(args.variants or args.models, rounds, seconds, 15.0, log_dir)
         off = res['off']['lat']
         rows = []
         for key, r in res.items():
             lat = r['lat']
             rows.append([
-                key if key == 'off' else f'on: {key}', len(lat), r['missing'],
+                key if key == 'off' else f'on: {key.replace(":", " nice ", 1)}', len(lat),
+                r['missing'],
                 f'{pct(lat, 50) * 1e3:.1f}', f'{pct(lat, 99) * 1e3:.1f}',
                 f'{pct(lat, 50) / pct(off, 50):.2f}', f'{pct(lat, 99) / pct(off, 99):.2f}',
                 f"{pct(r['final'], 50):.2f}" if r['final'] else '-',

@@ -24,10 +24,16 @@ VOICES = ['en-us', 'en-gb+f3']
 
 @pytest.fixture(scope='module')
 def recognizer():
-    """Whisper tiny.en from its wheel, loaded once for the module."""
-    rec = WhisperRecognizer('tiny.en', cpu_threads=2)
+    """Whisper tiny.en from its wheel with the node's default 10 s audio context."""
+    rec = WhisperRecognizer('tiny.en', cpu_threads=2, audio_context=10.0)
     rec.warmup()
     return rec
+
+
+@pytest.fixture(scope='module')
+def full_window_recognizer():
+    """Whisper tiny.en encoding Whisper's full 30 s window (the reference)."""
+    return WhisperRecognizer('tiny.en', cpu_threads=2, audio_context=30.0)
 
 
 @pytest.fixture(scope='module')
@@ -155,13 +161,54 @@ def test_base_is_joined_once_from_its_two_wheels(tmp_path):
     assert not [n for n in os.listdir(tmp_path) if n.startswith('.')], 'temporary left over'
 
 
+def test_audio_context_out_of_range_is_refused():
+    """The encoder cannot see more than Whisper's 30 s window, nor less than a second."""
+    for bad in (0.5, 31.0):
+        with pytest.raises(ValueError, match='audio_context'):
+            WhisperRecognizer('tiny.en', audio_context=bad)
+
+
+def test_lower_thread_priority_is_inherited_by_threads_started_after():
+    """The decode thread's nice value applies to it and to threads it starts, not to others."""
+    import threading
+    from late_fusion_ros.core.handover import lower_thread_priority
+
+    def nice_of_this_thread():
+        stat = open(f'/proc/self/task/{threading.get_native_id()}/stat').read()
+        return int(stat.rsplit(')', 1)[1].split()[16])
+
+    seen = {}
+
+    def child():
+        seen['child'] = nice_of_this_thread()
+
+    def worker():
+        seen['returned'] = lower_thread_priority(5)
+        seen['worker'] = nice_of_this_thread()
+        t = threading.Thread(target=child)
+        t.start()
+        t.join()
+
+    base = nice_of_this_thread()
+    w = threading.Thread(target=worker)
+    w.start()
+    w.join()
+    assert seen == {'returned': base + 5, 'worker': base + 5, 'child': base + 5}
+    assert nice_of_this_thread() == base, 'the calling thread only'
+    assert lower_thread_priority(0) is None
+
+
 # ------------------------------------------------------------------ streaming, real model
-@pytest.mark.parametrize('voice', VOICES)
-def test_final_transcript_holds_the_key_words(recognizer, vad, voice):
+@pytest.mark.parametrize('voice, context', [('en-us', 10.0), ('en-gb+f3', 10.0),
+                                            ('en-us', 30.0), ('en-gb+f3', 30.0)])
+def test_final_transcript_holds_the_key_words(recognizer, full_window_recognizer, vad, voice,
+                                              context):
     """One utterance: one final with the key words, stamped at the speech; stable partials."""
     text = 'Hello robot, please bring me the coffee cup from the kitchen table.'
     audio = clip(0.6, text, 1.0, voice=voice)
-    tr = StreamingTranscriber(recognizer.transcribe)
+    rec = recognizer if context == 10.0 else full_window_recognizer
+    assert rec.audio_context == context
+    tr = StreamingTranscriber(rec.transcribe)
     results = stream(tr, vad, audio)
     fin = finals(results)
     assert len(fin) == 1, [r.text for r in results]
