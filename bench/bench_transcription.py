@@ -363,10 +363,12 @@ def main():
     parser.add_argument('--nice', type=int, default=10, help='decode_nice')
     parser.add_argument('--no-dds', action='store_true', help='skip part 3')
     parser.add_argument('--only-dds', action='store_true', help='run part 3 alone')
+    parser.add_argument('--no-realtime', action='store_true', help='skip part 2')
     parser.add_argument('--variants', nargs='+', default=None,
                         help="part 3: transcription_node settings 'model[:nice[:threads]]' "
                         '(default: each model with nice 10 and 2 threads)')
     parser.add_argument('--dds-seconds', type=float, default=None)
+    parser.add_argument('--fps', type=float, default=15.0, help='part 3: camera frame rate')
     args = parser.parse_args()
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     import torch
@@ -391,6 +393,9 @@ def main():
             wer_rows.append([name] + [f'{v[0] * 100:.1f} %' for v in w.values()] +
                             [f'{v[1]}/{v[2]}' for k, v in w.items() if k == 'with pauses'] +
                             [f'{pct(times, 50) * 1e3:.0f}'])
+            print(f'  done: {name} part 1', flush=True)
+            if args.no_realtime:
+                continue
             rt = bench_realtime(lambda: WhisperRecognizer(  # noqa: B023 - called at once
                 model, cpu_threads=args.threads, audio_context=context), vad, rt_audio,
                 rt_ends, args.nice)
@@ -403,7 +408,7 @@ def main():
                 f"{rt['partials']}", f"{pct(rt['intervals'], 50):.2f}",
                 f"{min(rt['intervals']) if rt['intervals'] else float('nan'):.2f}",
                 f"{c.get('partials_skipped', 0)}", f"{rt['cpu'] * 100:.0f} %"])
-            print(f'  done: {name}', flush=True)
+            print(f'  done: {name} part 2', flush=True)
     if wer_rows:
         table('1. word error rate of the streaming finals (espeak-ng, two voices), and finals '
               'for the paused clips (2 each)',
@@ -418,7 +423,7 @@ def main():
         seconds = args.dds_seconds or (12.0 if args.quick else 30.0)
         rounds = 1 if args.quick else 2
         with tempfile.TemporaryDirectory() as log_dir:
-            res = bench_dds(args.variants or args.models, rounds, seconds, 15.0, log_dir)
+            res = bench_dds(args.variants or args.models, rounds, seconds, args.fps, log_dir)
         off = res['off']['lat']
         rows = []
         for key, r in res.items():
@@ -430,7 +435,8 @@ def main():
                 f'{pct(lat, 50) / pct(off, 50):.2f}', f'{pct(lat, 99) / pct(off, 99):.2f}',
                 f"{pct(r['final'], 50):.2f}" if r['final'] else '-',
                 f"{pct(r['final'], 99):.2f}" if r['final'] else '-'])
-        table(f'3. over DDS, vision_encoder_node busy at 15 fps (640x480): audio_encoder_node '
+        table(f'3. over DDS, vision_encoder_node busy at {args.fps:g} fps (640x480): '
+              'audio_encoder_node '
               f'added latency (ms) with transcription_node off/on ({rounds} x {seconds:g} s '
               'each; target p99 ratio <= 1.2), and the final latency under that load (s)',
               ['transcription', 'embeddings', 'missing', 'p50', 'p99', 'p50 ratio',

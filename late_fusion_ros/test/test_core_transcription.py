@@ -303,3 +303,32 @@ def test_stream_restart_ends_the_utterance(recognizer, vad):
     fin = finals(stream(tr, vad, audio, restart_at=restart))
     assert len(fin) == 2, [f.text for f in fin]
     assert 'robot' in normalize_words(fin[0].text)
+
+
+def test_a_window_without_words_is_cut_to_its_last_second():
+    """
+    Speech-like sound in which the model finds no word (its Hypothesis is empty) for 12 s.
+
+    Each cut keeps only the last second, so the segment stays bounded and every decode
+    cuts (no decode loop); the utterance ends without a final (nothing to say).
+    """
+    from late_fusion_ros.core.transcription import Hypothesis
+    calls = []
+
+    def no_words(audio):
+        calls.append(len(audio) / RATE)
+        return Hypothesis(audio_seconds=len(audio) / RATE)
+
+    tr = StreamingTranscriber(no_words, StreamingConfig(max_segment=3.0))
+    window = np.full(WINDOW, 0.01, np.float32)
+    out = []
+    for k in range(int(12.0 * RATE / WINDOW)):
+        tr.push(window, k * WINDOW / RATE, 0.9)  # the VAD hears speech throughout
+        out += tr.process()
+    for k in range(40):  # then 1.3 s of silence: the endpoint
+        tr.push(np.zeros(WINDOW, np.float32), 12.0 + k * WINDOW / RATE, 0.0)
+        out += tr.process()
+    assert out == [] and tr.counts['empty_finals'] == 1
+    assert tr.counts['cuts'] >= 4
+    assert max(calls) <= 3.0 + 1.0, 'a segment outgrew max_segment'
+    assert len(calls) < 40, f'{len(calls)} decodes for 12 s'

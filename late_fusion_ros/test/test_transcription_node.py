@@ -18,7 +18,7 @@ import time
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
-from late_fusion_ros.bringup import default_params_file, node_specs, ros_args
+from late_fusion_ros.bringup import node_specs, ros_args
 from late_fusion_ros.core.media import camera_frame, speech, stereo
 from late_fusion_ros.core.transcription import normalize_words
 from late_fusion_ros.launcher import executable_path
@@ -289,4 +289,3 @@ def test_unavailable_model_refuses_to_start_with_one_clear_line():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out
     assert 'cannot start' in out and 'model_path' in out and 'Traceback' not in out, out
-    assert default_params_file() in cmd

@@ -363,7 +363,10 @@ class StreamingTranscriber:
             cut = min(inside, key=lambda i: utt.probs[i]) if inside else \
                 next((i for i, t in enumerate(utt.stamps) if t >= lo), len(utt.stamps) - 1)
         else:
-            # Nothing recognised in a whole window: keep only its last second.
+            cut = 0
+        if cut < 1:
+            # Nothing recognised in a whole window (or no pause after the stable words):
+            # keep only the last second, so that the segment shrinks whatever happens.
             cut = _last_frames(utt.samples, 1.0)
         self.counts['cuts'] += 1
         utt.frozen = utt.frozen + list(keep)
