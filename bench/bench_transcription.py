@@ -7,9 +7,10 @@ For Whisper tiny.en and base (from their wheels), each with the full 30 s encode
 the shorter audio context (`audio_context`, see core/transcription/whisper.py):
 
 1. Word error rate of the streaming finals on a fixed set of espeak-ng clips in two voices
-   (en-us, en-gb+f3): clean, with sox pink noise mixed at 10 dB SNR, and pairs of
-   sentences with a 1.2 s pause (which must give two finals). The transcriber runs as in
-   the node (silero VAD per 32 ms window, StreamingTranscriber), offline.
+   (en-us, en-gb+f3): clean, with sox pink noise mixed at 10 dB SNR (the same noise on
+   every run), and pairs of sentences with a 1.2 s pause (which must give two finals).
+   The transcriber runs as in the node (silero VAD per 32 ms window, StreamingTranscriber),
+   offline.
 2. Streaming in real time (a feeder thread delivers 32 ms windows when their last sample is
    "captured", the decoder thread runs niced as in the node): end-of-speech to final
    latency p50/p99 (targets 1.0 s / 1.5 s), speculative finals, partial cadence, CPU share.
@@ -25,6 +26,7 @@ the shorter audio context (`audio_context`, see core/transcription/whisper.py):
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -60,11 +62,24 @@ def voiced(text, voice):
     return (s[loud[0]:loud[-1] + 1] if len(loud) else s).astype(np.float32) / 32768
 
 
+_NOISE = []
+
+
+def pink_noise():
+    """Return 30 s of sox pink noise, the same on every run (sox -R: repeatable)."""
+    if not _NOISE:
+        from scipy.io import wavfile
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, 'pink.wav')
+            subprocess.run(['sox', '-R', '-n', '-r', str(RATE), '-c', '1', '-b', '16', out,
+                            'synth', '30', 'pinknoise', 'vol', '0.5'], check=True)
+            _NOISE.append(wavfile.read(out)[1].astype(np.float32))
+    return _NOISE[0]
+
+
 def with_noise(audio, snr_db, seed):
-    """Mix sox pink noise into `audio` at `snr_db` (speech power over noise power)."""
-    from late_fusion_ros.core.media import noise
-    n = noise(len(audio) / RATE + 0.1, RATE, volume=0.5).astype(np.float32)[:len(audio)]
-    n = np.roll(n, seed * 1013)  # a different stretch of noise per clip
+    """Mix a fixed stretch (by `seed`) of pink noise into `audio` at `snr_db` SNR."""
+    n = np.roll(pink_noise(), seed * 4099)[:len(audio)]
     gain = np.sqrt(np.mean(audio ** 2) / (np.mean(n ** 2) * 10 ** (snr_db / 10)))
     return np.clip(audio + gain * n, -1.0, 1.0).astype(np.float32)
 
