@@ -45,7 +45,7 @@ def transcription_available() -> bool:
 def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audio_info',
                image_topic: str = 'image', params_file: Optional[str] = None,
                use_sim_time: bool = False, extra_params: Optional[Dict] = None,
-               face: bool = False, transcribe: Optional[bool] = None) -> List[NodeSpec]:
+               face: bool = False, transcribe: bool = False) -> List[NodeSpec]:
     """
     Return the nodes of late_fusion_ros wired onto the given driver topics.
 
@@ -53,12 +53,12 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
     fusion node subscribes for its default modalities `audio` and `vision`. With `face`, a
     second vision encoder (the face/mouth-movement model) publishes `face/embedding` and the
     fusion node adds the `face` modality, whose cues the default speaking_to_robot
-    strategy then uses. With `transcribe` (default: when the Whisper model is installed) the
-    transcription node listens to the same microphone, publishes `speech/transcript` and
-    `speech/embedding`, and the fusion node adds the `speech` modality.
+    strategy then uses. With `transcribe` the transcription node listens to the same
+    microphone, publishes `speech/transcript` and `speech/embedding`, and the fusion node
+    adds the `speech` modality. The launch file and the demo turn it on by default when
+    transcription_available(); here it is opt-in, so that a caller's graph never changes
+    with what happens to be installed.
     """
-    if transcribe is None:
-        transcribe = transcription_available()
     files = [params_file or default_params_file()]
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
     specs = [

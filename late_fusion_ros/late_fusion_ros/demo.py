@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from .bringup import node_specs, NodeSpec
+from .bringup import node_specs, NodeSpec, transcription_available
 from .launcher import ProcessGroup
 
 
@@ -86,7 +86,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     group = ProcessGroup(log_dir=args.log_dir)
     player = NodeSpec('media_player_node', 'media_player')
-    specs = node_specs(face=args.face, transcribe=args.transcribe)
+    transcribe = transcription_available() if args.transcribe is None else args.transcribe
+    specs = node_specs(face=args.face, transcribe=transcribe)
     print(f"starting media player, {', '.join(s.name for s in specs)} "
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
     for spec in [player] + specs:

@@ -37,7 +37,7 @@ def test_specs_wire_driver_topics_to_the_fusion_node():
 
 def test_face_adds_an_encoder_and_a_modality():
     """face=True starts the face encoder and tells the fusion node to use its cues."""
-    specs = {s.name: s for s in node_specs(face=True, transcribe=False)}
+    specs = {s.name: s for s in node_specs(face=True)}
     assert dict(specs['face_encoder'].remappings)['embedding'] == 'face/embedding'
     fusion = specs['fusion'].parameters
     assert fusion['modalities'] == ['audio', 'vision', 'face']
@@ -62,12 +62,13 @@ def test_transcribe_adds_the_transcription_node_on_the_same_microphone():
     assert 'transcription' not in plain and 'modalities' not in plain['fusion'].parameters
 
 
-def test_transcribe_defaults_to_whether_the_model_is_installed():
-    """Without an explicit choice the node runs exactly when faster-whisper and tiny.en are."""
+def test_transcribe_is_opt_in_here_and_on_by_default_where_installed():
+    """node_specs() keeps a caller's graph; launch and demo default to what is installed."""
     from late_fusion_ros.bringup import transcription_available
-    names = {s.name for s in node_specs()}
-    assert ('transcription' in names) == transcription_available()
+    assert 'transcription' not in {s.name for s in node_specs()}
     assert transcription_available()  # set-up installs them (scripts/setup.sh py_deps)
+    launch = open(LAUNCH_FILE).read()
+    assert "'true' if transcription_available() else 'false'" in launch
 
 
 def test_ros_args_are_what_ros2_run_takes():

@@ -94,9 +94,8 @@ def run(tmp_path_factory):
     """Start the three nodes, play the scenario once, stop the nodes; return what was seen."""
     audio, segments = scenario(PATTERN)
     log_dir = str(tmp_path_factory.mktemp('node_logs'))
-    # The three nodes of the original graph; test_transcription_node adds speech to text.
     specs = node_specs(audio_topic='test/mic/audio', audio_info_topic='test/mic/audio_info',
-                       image_topic='test/camera/image_raw', transcribe=False)
+                       image_topic='test/camera/image_raw')
     # Large images between processes need a reliable subscription (see shared perf notes).
     specs[1].parameters['qos_overrides./test/camera/image_raw.subscription.reliability'] = \
         'reliable'
