@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 DURATION ?= 30
 FACE ?=
+TRANSCRIBE ?= 1
 
 .PHONY: setup demo test bench clean
 
@@ -9,7 +10,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@source install/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION) $(if $(FACE),--face,)
+	@source install/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION) $(if $(FACE),--face,) $(if $(filter 0 false no,$(TRANSCRIBE)),--no-transcribe,)
 
 test: setup
 	@source install/setup.bash && bash scripts/run_tests.sh

@@ -30,6 +30,7 @@ setup(
             'audio_encoder_node = late_fusion_ros.audio_encoder_node:main',
             'vision_encoder_node = late_fusion_ros.vision_encoder_node:main',
             'fusion_node = late_fusion_ros.fusion_node:main',
+            'transcription_node = late_fusion_ros.transcription_node:main',
             'media_player_node = late_fusion_ros.media_player_node:main',
             'late_fusion_demo = late_fusion_ros.demo:main',
             'train_fusion = late_fusion_ros.train_fusion:main',

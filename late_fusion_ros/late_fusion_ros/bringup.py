@@ -36,10 +36,16 @@ def default_params_file() -> str:
     return os.path.join(share, 'config', 'late_fusion.yaml')
 
 
+def transcription_available() -> bool:
+    """Return True when faster-whisper and the default Whisper model's wheel are installed."""
+    from .core.transcription import model_available
+    return model_available()
+
+
 def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audio_info',
                image_topic: str = 'image', params_file: Optional[str] = None,
                use_sim_time: bool = False, extra_params: Optional[Dict] = None,
-               face: bool = False) -> List[NodeSpec]:
+               face: bool = False, transcribe: bool = False) -> List[NodeSpec]:
     """
     Return the nodes of late_fusion_ros wired onto the given driver topics.
 
@@ -47,7 +53,11 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
     fusion node subscribes for its default modalities `audio` and `vision`. With `face`, a
     second vision encoder (the face/mouth-movement model) publishes `face/embedding` and the
     fusion node adds the `face` modality, whose cues the default speaking_to_robot
-    strategy then uses.
+    strategy then uses. With `transcribe` the transcription node listens to the same
+    microphone, publishes `speech/transcript` and `speech/embedding`, and the fusion node
+    adds the `speech` modality. The launch file and the demo turn it on by default when
+    transcription_available(); here it is opt-in, so that a caller's graph never changes
+    with what happens to be installed.
     """
     files = [params_file or default_params_file()]
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
@@ -63,13 +73,25 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
                  dict(params)),
         NodeSpec('fusion_node', 'fusion', [], files, dict(params)),
     ]
+    modalities = ['audio', 'vision']
     if face:
         specs.insert(2, NodeSpec('vision_encoder_node', 'face_encoder',
                                  [('image', image_topic), ('embedding', 'face/embedding')],
                                  files, dict(params)))
-        specs[-1].parameters.update({
-            'modalities': ['audio', 'vision', 'face'],
-            'strategy_params.speaking_to_robot.vision': 'face'})
+        modalities.append('face')
+        specs[-1].parameters['strategy_params.speaking_to_robot.vision'] = 'face'
+    if transcribe:
+        # The same microphone topics as the audio encoder; its own process, so that a
+        # decode never competes with the VAD embeddings for one interpreter.
+        specs.insert(-1, NodeSpec('transcription_node', 'transcription',
+                                  [('audio_stamped', audio_topic), ('audio', audio_topic),
+                                   ('audio_info', audio_info_topic),
+                                   ('embedding', 'speech/embedding'),
+                                   ('transcript', 'speech/transcript')],
+                                  files, dict(params)))
+        modalities.append('speech')
+    if len(modalities) > 2:
+        specs[-1].parameters['modalities'] = modalities
     return specs
 
 

@@ -4,8 +4,9 @@
 `late_fusion_demo`: real speech and photos through the three nodes, fused outputs printed.
 
 Starts the media player (playing espeak-ng speech, silence and noise as a microphone and
-scikit-image photos as a camera), the audio encoder, vision encoder and fusion nodes as
-separate processes over DDS, and prints the fused outputs as they stream.
+scikit-image photos as a camera), the audio encoder, vision encoder and fusion nodes (and
+the transcription node where its model is installed) as separate processes over DDS, and
+prints the fused outputs as they stream and the partial and final transcripts live.
 """
 
 import argparse
@@ -13,7 +14,7 @@ import os
 import sys
 import time
 
-from .bringup import node_specs, NodeSpec
+from .bringup import node_specs, NodeSpec, transcription_available
 from .launcher import ProcessGroup
 
 
@@ -43,6 +44,7 @@ def _monitor(duration: float, every: float) -> int:
 
     from .ros_common import EMBEDDING_QOS
     node.create_subscription(FusionOutput, 'fusion_output', on_output, EMBEDDING_QOS)
+    _show_transcripts(node, EMBEDDING_QOS)
     end = time.monotonic() + duration if duration > 0 else float('inf')
     try:
         while rclpy.ok() and time.monotonic() < end:
@@ -57,6 +59,19 @@ def _monitor(duration: float, every: float) -> int:
     return sum(stats.values())
 
 
+def _show_transcripts(node, qos) -> None:
+    """Print every partial and final transcript of the transcription node as it arrives."""
+    from late_fusion_msgs.msg import Transcript
+
+    def on_transcript(msg: Transcript):
+        kind = 'FINAL  ' if msg.final else 'partial'
+        took = msg.processing_time.sec + msg.processing_time.nanosec * 1e-9
+        print(f'[speech #{msg.utterance_id:<4}] {kind} "{msg.text}" (decode {took:.2f} s)',
+              flush=True)
+
+    node.create_subscription(Transcript, 'speech/transcript', on_transcript, qos)
+
+
 def main(argv=None):
     """Run the demo for --duration seconds (0: until Ctrl-C)."""
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
@@ -66,11 +81,14 @@ def main(argv=None):
     parser.add_argument('--log-dir', default=None, help='node logs here instead of stdout')
     parser.add_argument('--face', action='store_true',
                         help='also run the face/mouth-movement encoder and fuse its cues')
+    parser.add_argument('--no-transcribe', dest='transcribe', action='store_false',
+                        default=None, help='do not run the speech-to-text node')
     args = parser.parse_args(argv)
     group = ProcessGroup(log_dir=args.log_dir)
     player = NodeSpec('media_player_node', 'media_player')
-    specs = node_specs(face=args.face)
-    print('starting media player, audio encoder, vision encoder and fusion node '
+    transcribe = transcription_available() if args.transcribe is None else args.transcribe
+    specs = node_specs(face=args.face, transcribe=transcribe)
+    print(f"starting media player, {', '.join(s.name for s in specs)} "
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
     for spec in [player] + specs:
         group.start(spec)

@@ -7,7 +7,7 @@ import time
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
-from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState
+from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState, Transcript
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -103,6 +103,12 @@ class FusionNode(Node):
                     Embedding, f'{name}/embedding',
                     lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
                     qos_overriding_options=qos_override())
+        # What was said last: every output carries the latest final transcript, so that a
+        # planner reads one topic. Finals are few and each matters: a plain reliable
+        # subscription; transcription_node publishes it as `speech/transcript` at launch.
+        self._transcript = Transcript()
+        self.create_subscription(Transcript, 'speech/transcript', self._on_transcript,
+                                 EMBEDDING_QOS, qos_overriding_options=qos_override())
         self._published = 0
         self._bad = ThrottledLog(self)
         self._diag = Diagnostics(self)
@@ -188,6 +194,7 @@ class FusionNode(Node):
                            f'be fused: {type(err).__name__}: {err}')
             return
         if result.reset:
+            self._transcript = Transcript()
             self.get_logger().warn('time jumped backwards (bag loop or sim time reset): '
                                    'all modality state reset')
         if not result.accepted:
@@ -198,6 +205,10 @@ class FusionNode(Node):
         if result.output is None or not publish:
             return
         self._publish(result.output, entry)
+
+    def _on_transcript(self, msg: Transcript):
+        if msg.final:  # partials stay on the transcript topic
+            self._transcript = msg
 
     def _publish(self, fused, entry: float):
         out = FusionOutput()
@@ -217,6 +228,9 @@ class FusionNode(Node):
                 stamp=sec_to_stamp(r.stamp), age=float(r.age), weight=float(r.weight),
                 attention=float(fused.attention.get(r.modality, 0.0)),
                 seq=r.seq, received=r.received, rejected=r.rejected, dropped=r.dropped))
+        out.transcript = self._transcript
+        if self._transcript.final:
+            out.transcript_age = fused.stamp - stamp_to_sec(self._transcript.end)
         out.capture_to_output_latency = now_sec(self) - fused.stamp
         out.arrival_to_publish_latency = time.perf_counter() - entry
         self._pub.publish(out)

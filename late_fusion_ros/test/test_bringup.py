@@ -46,6 +46,31 @@ def test_face_adds_an_encoder_and_a_modality():
     assert 'modalities:=[audio,vision,face]' in ros_args(specs['fusion'])
 
 
+def test_transcribe_adds_the_transcription_node_on_the_same_microphone():
+    """transcribe=True: the transcription node hears the audio encoder's topics; + speech."""
+    specs = {s.name: s for s in node_specs('/mic/audio_stamped', '/mic/audio_info',
+                                           face=True, transcribe=True)}
+    audio, speech = dict(specs['audio_encoder'].remappings), \
+        dict(specs['transcription'].remappings)
+    for topic in ('audio_stamped', 'audio', 'audio_info'):
+        assert speech[topic] == audio[topic]
+    assert speech['embedding'] == 'speech/embedding'
+    assert speech['transcript'] == 'speech/transcript'  # what fusion_node subscribes
+    assert specs['fusion'].parameters['modalities'] == ['audio', 'vision', 'face', 'speech']
+    assert list(specs)[-1] == 'fusion'
+    plain = {s.name: s for s in node_specs(transcribe=False)}
+    assert 'transcription' not in plain and 'modalities' not in plain['fusion'].parameters
+
+
+def test_transcribe_is_opt_in_here_and_on_by_default_where_installed():
+    """node_specs() keeps a caller's graph; launch and demo default to what is installed."""
+    from late_fusion_ros.bringup import transcription_available
+    assert 'transcription' not in {s.name for s in node_specs()}
+    assert transcription_available()  # set-up installs them (scripts/setup.sh py_deps)
+    launch = open(LAUNCH_FILE).read()
+    assert "'true' if transcription_available() else 'false'" in launch
+
+
 def test_ros_args_are_what_ros2_run_takes():
     """Remaps, params files and parameters become one --ros-args block."""
     spec = node_specs('a', 'b', 'c', params_file='/p.yaml')[0]
@@ -59,7 +84,13 @@ def test_ros_args_are_what_ros2_run_takes():
 def test_every_node_in_the_params_file_is_started():
     """Each section of config/late_fusion.yaml configures a node the launch file starts."""
     params = yaml.safe_load(open(default_params_file()))
-    assert set(params) <= {s.name for s in node_specs(face=True)}
+    assert set(params) <= {s.name for s in node_specs(face=True, transcribe=True)}
+
+
+def test_launch_file_declares_transcribe():
+    """The launch file offers transcribe:=true|false and passes it on to node_specs."""
+    text = open(LAUNCH_FILE).read()
+    assert "'transcribe':" in text and "transcribe=arg['transcribe']" in text
 
 
 def test_launch_file_compiles_and_loads_where_launch_ros_exists(tmp_path):

@@ -105,6 +105,66 @@ def test_speaking_to_robot_decayed_audio_is_tempered():
     assert out.confidence == pytest.approx(2.0 / 3.0 * 0.75)
 
 
+SPEECH_LABELS = ['addressed_to_robot', 'stop', 'come_here']
+
+
+def speech_engine():
+    """Audio, vision and the transcription node's speech modality (max_age 30, tau 5)."""
+    return engine('speaking_to_robot', modalities=[
+        ModalityConfig('audio'), ModalityConfig('vision'),
+        ModalityConfig('speech', max_age=30.0, time_constant=5.0)])
+
+
+def test_speaking_to_robot_addressed_by_name_pulls_up_while_voice_goes_on():
+    """'robot' heard in the last utterance adds its logit to the voice activity's."""
+    eng = speech_engine()
+    eng.update(inp('speech', 1, 8.0, SPEECH_LABELS, [0.9, 0.0, 0.0]), 10.0)
+    out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.6]), 10.0).output
+    # speech: age 2, r = e^(-2/5) = 0.67032005, logit(0.9) = 2.19722458 -> 1.47284368;
+    # audio: logit(0.6) = 0.40546511. P = sigmoid(1.87830879) = 0.86741675; two cues.
+    np.testing.assert_allclose(out.scores, [0.86741675, 0.13258325], rtol=1e-6)
+    assert out.decision == 'speaking'
+    assert out.confidence == pytest.approx(0.86741675)
+    # Voice activity alone would have said 0.6 with single-cue confidence 0.45.
+    alone = engine('speaking_to_robot').update(inp('audio', 1, 10.0, ['speech'], [0.6]), 10.0)
+    assert alone.output.confidence == pytest.approx(0.45)
+
+
+def test_speaking_to_robot_name_cannot_outvote_silence_heard_now():
+    """Having been addressed does not make silence count as speaking to the robot."""
+    eng = speech_engine()
+    eng.update(inp('speech', 1, 9.0, SPEECH_LABELS, [0.95, 0.0, 0.0]), 10.0)
+    out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.02]), 10.0).output
+    # speech: r = e^(-1/5) = 0.81873075, logit(0.95) = 2.94443898 -> 2.41070274; audio:
+    # logit(0.02) = -3.8918203. P = sigmoid(-1.48111756) = 0.18525868
+    np.testing.assert_allclose(out.scores[0], 0.18525868, rtol=1e-6)
+    assert out.decision == 'not_speaking'
+
+
+@pytest.mark.parametrize('scores, why', [
+    ([0.0, 0.9, 0.0], 'the robot was not named (only "stop")'),
+    ([0.4, 0.0, 0.0], 'the name was heard too unsurely (p <= 0.5)'),
+])
+def test_speaking_to_robot_unnamed_utterance_is_no_evidence(scores, why):
+    """An utterance that does not (surely) name the robot gives no cue: audio alone decides."""
+    eng = speech_engine()
+    eng.update(inp('speech', 1, 9.0, SPEECH_LABELS, scores), 10.0)
+    out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.8]), 10.0).output
+    np.testing.assert_allclose(out.scores, [0.8, 0.2], rtol=1e-6, err_msg=why)
+    assert out.confidence == pytest.approx(0.6), why  # single cue: 0.8 * 0.75
+
+
+def test_speaking_to_robot_speech_modality_and_label_are_options():
+    """speech_modality and addressed name another modality and label."""
+    eng = engine('speaking_to_robot', modalities=[
+        ModalityConfig('audio'), ModalityConfig('words', max_age=30.0, decay='none')],
+        strategy_params={'speech_modality': 'words', 'addressed': 'hey'})
+    eng.update(inp('words', 1, 9.0, ['hey'], [0.8]), 10.0)
+    out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.5]), 10.0).output
+    # logit(0.8) = ln 4, r = 1; logit(0.5) = 0 -> P = 0.8
+    np.testing.assert_allclose(out.scores[0], 0.8, rtol=1e-6)
+
+
 @pytest.mark.parametrize('decay,age,factor', [
     ('exponential', 0.5, math.exp(-0.5 / 0.25)),  # tau 0.25 -> e^-2 = 0.13533528
     ('linear', 0.5, 0.75),                        # 1 - 0.5 / 2

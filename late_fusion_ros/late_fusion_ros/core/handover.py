@@ -3,8 +3,27 @@
 """A bounded hand-over between a subscription callback and a model's worker thread."""
 
 from collections import deque
+import os
+import sys
 import threading
 from typing import Any, Optional
+
+
+def lower_thread_priority(increment: int) -> Optional[int]:
+    """
+    Add `increment` to the calling thread's nice value; return the new value (None: unchanged).
+
+    On Linux a nice value belongs to one thread (os.setpriority with the thread's native
+    id), and threads started by it afterwards inherit it, so a model loaded after this call
+    runs all its worker threads at the lower priority. Elsewhere nothing changes. Raising a
+    nice value needs no privilege; OSError if the system refuses anyway.
+    """
+    if increment <= 0 or not sys.platform.startswith('linux'):
+        return None
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) +
+                                             increment))
+    return os.getpriority(os.PRIO_PROCESS, tid)
 
 
 class Mailbox:

@@ -198,19 +198,25 @@ class SpeakingToRobot(Strategy):
       audio: a = logit(p_speech);
       vision: v = logit(p_face * p_mouth_moving), a visible face whose mouth moves (p_face
       taken as 1 when the vision encoder does not report it; without 'mouth_moving' vision
-      gives no cue, since a face alone says nothing about speech).
-    P(speaking) = sigmoid(r_a * a + r_v * v), a log-linear pool where r = prior * decay(age)
-    (the score is already in the cue, so it is not weighted by confidence again) and a stale
-    or absent cue drops out. Speech heard while nobody faces the robot with a moving mouth is
-    pulled down, which is the point of fusing. Decision: 'speaking' when P >= threshold.
-    Confidence: max(P, 1 - P), times `single_cue_confidence` when only one cue is fresh (for
-    example audio alone while vision is absent or stale). Scores: [P, 1 - P].
+      gives no cue, since a face alone says nothing about speech);
+      speech (the transcription node's phrase scores): s = logit(p_addressed) when the
+      latest utterance named the robot (p_addressed > 0.5), and no cue otherwise: people
+      talk to a robot without naming it, so not hearing its name is no evidence against.
+    P(speaking) = sigmoid(r_a * a + r_v * v + r_s * s), a log-linear pool where r = prior *
+    decay(age) (the score is already in the cue, so it is not weighted by confidence again)
+    and a stale or absent cue drops out. Speech heard while nobody faces the robot with a
+    moving mouth is pulled down, which is the point of fusing; having been addressed by name
+    pulls up while the voice goes on, but cannot outvote silence heard now. Decision:
+    'speaking' when P >= threshold. Confidence: max(P, 1 - P), times
+    `single_cue_confidence` when only one cue is fresh (for example audio alone while vision
+    is absent or stale). Scores: [P, 1 - P].
     """
 
     name = 'speaking_to_robot'
     PARAMS = {'audio': 'audio', 'speech': 'speech', 'vision': 'vision', 'face': 'face',
-              'mouth_moving': 'mouth_moving', 'threshold': 0.5, 'single_cue_confidence': 0.75,
-              'eps': 1e-3}
+              'mouth_moving': 'mouth_moving', 'speech_modality': 'speech',
+              'addressed': 'addressed_to_robot', 'threshold': 0.5,
+              'single_cue_confidence': 0.75, 'eps': 1e-3}
     LABELS = ['speaking', 'not_speaking']
 
     def __init__(self, params, modalities):
@@ -232,6 +238,8 @@ class SpeakingToRobot(Strategy):
             prob = scores[p['speech']]
         elif inp.modality == p['vision'] and p['mouth_moving'] in scores:
             prob = scores[p['mouth_moving']] * scores.get(p['face'], 1.0)
+        elif inp.modality == p['speech_modality'] and scores.get(p['addressed'], 0.0) > 0.5:
+            prob = scores[p['addressed']]
         else:
             return None
         return float(_logit(prob, float(p['eps'])))

