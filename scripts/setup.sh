@@ -180,9 +180,12 @@ fi
 
 # ---------------------------------------------------------------- colcon build
 paths=(late_fusion_msgs late_fusion_ros)
-has_pkg() {  # is an interface package already installed in the underlay?
+has_pkg() {  # is an interface package installed in an underlay (not in our own install/)?
   local IFS=:
   for p in ${AMENT_PREFIX_PATH:-}; do
+    # A shell that sourced install/setup.bash lists our own prefixes, the fixture's among
+    # them: only a package from elsewhere is a real one.
+    case "$p" in "$root"/install|"$root"/install/*) continue ;; esac
     [ -f "$p/share/ament_index/resource_index/packages/$1" ] && return 0
   done
   return 1

@@ -404,7 +404,10 @@ def test_ten_thousand_fuzzed_messages_are_counted_exactly(ros, graph):
     audio = [m for m in new if m.trigger_modality == 'audio']
     assert [m.trigger_seq for m in audio] == [seq for seq, _ in fz.speech]
     for m, (_, p) in zip(audio, fz.speech):
-        if abs(p - 0.5) > 1e-3:
+        audio_state = next(s for s in m.modalities if s.modality == 'audio')
+        # Under heavy load an output can come later than audio's max_age: then it is stale
+        # and rightly decides nothing.
+        if abs(p - 0.5) > 1e-3 and not audio_state.stale:
             assert m.decision == ('speaking' if p > 0.5 else 'not_speaking'), (p, m)
     # The valid camera frames were encoded (or superseded) and the valid audio framed.
     assert int(_diag(graph['diag'], 'fz_vision').get('encoded', 0)) > 0
