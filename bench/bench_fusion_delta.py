@@ -7,11 +7,14 @@ Prints per-arrival cost of FusionEngine.update (median and p99, microseconds) wi
 updates (only the arriving modality is projected) and with full recomputation (every
 modality re-projected on every arrival), for several numbers of modalities and embedding
 sizes, using the attention strategy (random weights; projection dominates) and
-weighted_average. Then memory over many arrivals (tracemalloc current/peak, and resident
-set size since torch allocates outside tracemalloc's view) and sustained arrivals/s for two
-modalities. Runs in well under two minutes on two cores with the defaults.
+weighted_average. The cells of one strategy and size are timed in interleaved rounds, and
+the last column divides each delta cost by the one with the fewest modalities: flat means
+the cost of an arrival does not grow with the number of modalities (target: within 1.2x
+from 2 to 16). Then memory over many arrivals (tracemalloc current/peak, and resident set
+size since torch allocates outside tracemalloc's view) and sustained arrivals/s for two
+modalities. About two minutes on two cores with the defaults.
 
-    python bench/bench_fusion_delta.py [--arrivals 300] [--threads 1]
+    python bench/bench_fusion_delta.py [--arrivals 1000] [--threads 1]
 """
 
 import argparse
@@ -87,22 +90,45 @@ def per_arrival_us(engine, stream, arrivals):
     return times / 1e3
 
 
+def interleaved_us(cases, arrivals, rounds=20):
+    """
+    Per-arrival times (us) of several engines, measured in interleaved rounds.
+
+    cases: {key: (engine, stream)}. Each round times arrivals / rounds updates of every
+    engine in turn, so that the machine's noise falls on all of them alike and their ratio
+    (the flatness over the number of modalities) means something on a shared machine.
+    """
+    times = {key: [] for key in cases}
+    for engine, stream in cases.values():
+        per_arrival_us(engine, stream, 1)  # warm-up
+    for _ in range(rounds):
+        for key, (engine, stream) in cases.items():
+            times[key].append(per_arrival_us(engine, stream, max(1, arrivals // rounds)))
+    return {key: np.concatenate(t) for key, t in times.items()}
+
+
 def cost_table(args, folder):
-    """Print the delta vs full table."""
+    """Print the delta vs full table, and the delta cost's flatness over M."""
     print(f'{"strategy":<17}{"M":>3}{"dim":>6}  {"delta med":>10}{"p99":>9}  '
-          f'{"full med":>10}{"p99":>9}  {"full/delta":>10}')
+          f'{"full med":>10}{"p99":>9}  {"full/delta":>10}  '
+          f'{"delta vs M=" + str(args.modalities[0]):>12}')
     for strategy in ('attention', 'weighted_average'):
-        for n in args.modalities:
-            for dim in args.dims:
+        for dim in args.dims:
+            cases = {}
+            for n in args.modalities:
                 params = ({'model_path': attention_model(n, dim, args.d_model, folder)}
                           if strategy == 'attention' else {})
-                row = []
                 for full in (False, True):
-                    eng = make_engine(strategy, n, dim, params, full)
-                    t = per_arrival_us(eng, Arrivals(n, dim, LABELS), args.arrivals)
-                    row += [np.median(t), np.percentile(t, 99)]
-                print(f'{strategy:<17}{n:>3}{dim:>6}  {row[0]:>10.1f}{row[1]:>9.1f}  '
-                      f'{row[2]:>10.1f}{row[3]:>9.1f}  {row[2] / row[0]:>10.2f}', flush=True)
+                    cases[(n, full)] = (make_engine(strategy, n, dim, params, full),
+                                        Arrivals(n, dim, LABELS))
+            t = interleaved_us(cases, args.arrivals)
+            base = np.median(t[(args.modalities[0], False)])
+            for n in args.modalities:
+                d, f = t[(n, False)], t[(n, True)]
+                print(f'{strategy:<17}{n:>3}{dim:>6}  {np.median(d):>10.1f}'
+                      f'{np.percentile(d, 99):>9.1f}  {np.median(f):>10.1f}'
+                      f'{np.percentile(f, 99):>9.1f}  {np.median(f) / np.median(d):>10.2f}'
+                      f'  {np.median(d) / base:>12.2f}', flush=True)
 
 
 def rss_mib() -> float:
@@ -155,7 +181,7 @@ def throughput(args, folder):
 def main(argv=None):
     """Run the benchmark and print its tables."""
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--arrivals', type=int, default=300, help='timed arrivals per cell')
+    parser.add_argument('--arrivals', type=int, default=1000, help='timed arrivals per cell')
     parser.add_argument('--modalities', type=int, nargs='+', default=[2, 4, 8, 16])
     parser.add_argument('--dims', type=int, nargs='+', default=[128, 512, 1024, 4096])
     parser.add_argument('--d-model', type=int, default=64, help='attention token size')

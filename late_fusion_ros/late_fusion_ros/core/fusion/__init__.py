@@ -6,11 +6,11 @@ from .datatypes import (
     EmbeddingInput, FusionConfig, FusionResult, ModalityConfig, ModalityReport, UpdateResult)
 from .engine import decay_factor, FusionEngine
 from .registry import make_strategy, STRATEGIES
-from .strategies import Entry, Fused, Strategy
+from .strategies import Fused, Strategy
 from .sync import ApproximateSync
 
 __all__ = [
-    'ApproximateSync', 'decay_factor', 'EmbeddingInput', 'Entry', 'FusionConfig',
+    'ApproximateSync', 'decay_factor', 'EmbeddingInput', 'FusionConfig',
     'FusionEngine', 'FusionResult', 'Fused', 'make_strategy', 'ModalityConfig',
     'ModalityReport', 'STRATEGIES', 'Strategy', 'UpdateResult',
 ]

@@ -8,7 +8,6 @@ allow_pickle=False, or torch files read with weights_only=True), so a model file
 run code. training.py writes these files.
 """
 
-import math
 import os
 import pickle
 from typing import Dict, Mapping, Sequence
@@ -116,16 +115,28 @@ class MetaLearner(Strategy):
                     if inp.modality in self.modality_names else None)
         return pos, values, presence
 
-    def fuse(self, entries):
-        """Assemble the feature vector from the fresh modalities and run the model."""
-        used = [e.term for e in entries if e.term is not None]
-        if not used:
-            return None
-        x = np.zeros(len(self.features) + len(self.modality_names))
-        for pos, values, presence in used:
-            x[pos] = values
+    def bind(self, names):
+        """One feature row per modality: its scores at their positions, its presence bit."""
+        super().bind(names)
+        self._rows = np.zeros((len(self.names), len(self.features) + len(self.modality_names)))
+
+    def store(self, index, term):
+        """Write the modality's feature row (positions are disjoint between modalities)."""
+        super().store(index, term)
+        row = self._rows[index]
+        row[:] = 0.0
+        if term is not None:
+            pos, values, presence = term
+            row[pos] = values
             if presence is not None:
-                x[presence] = 1.0
+                row[presence] = 1.0
+
+    def fuse(self, weight, reliability, fresh):
+        """Assemble the feature vector from the fresh modalities and run the model."""
+        used = fresh & self.has_term
+        if not used.any():
+            return None
+        x = used.astype(np.float64) @ self._rows
         for i, (weight, bias) in enumerate(self._layers):
             x = weight @ x + bias
             if i < len(self._layers) - 1:
@@ -180,17 +191,28 @@ class Attention(Strategy):
             score, value = self.model.token(inp.modality, self._torch.from_numpy(data))
         return float(score), value.double().numpy()
 
-    def fuse(self, entries):
+    def bind(self, names):
+        """One token (attention score, value vector) per modality."""
+        super().bind(names)
+        self._scores = np.zeros(len(self.names))
+        self._values = np.zeros((len(self.names), self._head_weight.shape[1]))
+
+    def store(self, index, term):
+        """Keep the modality's token."""
+        super().store(index, term)
+        if term is not None:
+            self._scores[index], self._values[index] = term
+
+    def fuse(self, weight, reliability, fresh):
         """Attend over the fresh tokens and classify (AttentionFusionModel.combine in numpy)."""
-        used = [e for e in entries if e.term is not None and e.weight > 0.0]
-        if not used:
+        used = np.flatnonzero(fresh & self.has_term & (weight > 0.0))
+        if not used.size:
             return None
         # A handful of tiny tensors costs more in torch dispatch than the arithmetic itself,
         # so the pooling and head run in numpy on the model's own weights.
-        logits = np.array([e.term[0] + math.log(e.weight) for e in used])
-        attn = _softmax(logits)
-        context = attn @ np.stack([e.term[1] for e in used])
+        attn = _softmax(self._scores[used] + np.log(weight[used]))
+        context = attn @ self._values[used]
         probs = _softmax(self._head_weight @ context + self._head_bias)
         attention = dict.fromkeys(self._known, 0.0)
-        attention.update((e.name, float(a)) for e, a in zip(used, attn))
+        attention.update(zip([self.names[i] for i in used], attn.tolist()))
         return argmax_fused(list(self.labels), probs, attention=attention)

@@ -4,9 +4,11 @@
 Fusion strategies that need no training: weighted average, log-linear, speaking-to-robot.
 
 A strategy splits fusion in two so that the engine can update state by deltas:
-`project` turns one modality's input into a cached term (cost O(labels) or O(embedding));
-`fuse` combines the cached terms of the fresh modalities with their current weights (cost
-O(modalities x labels)). The engine calls `project` only for the modality that arrived.
+`project` turns one modality's input into a cached term (cost O(labels) or O(embedding)),
+and `store` keeps it in the strategy's per-modality arrays (row = the modality's index,
+given once by `bind`); `fuse` combines the stored terms of the fresh modalities with their
+current weights in a few vectorised operations, so its cost does not grow with a Python
+loop over the modalities. The engine calls `project` only for the modality that arrived.
 """
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
@@ -14,15 +16,6 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 import numpy as np
 
 from .datatypes import EmbeddingInput, ModalityConfig
-
-
-class Entry(NamedTuple):
-    """A present, non-stale modality as handed to Strategy.fuse."""
-
-    name: str
-    weight: float       # prior * confidence * decay(age): the engine-wide weight
-    reliability: float  # prior * decay(age): for strategies whose terms already hold scores
-    term: Any           # what Strategy.project returned for the modality's latest input
 
 
 class Fused(NamedTuple):
@@ -36,7 +29,14 @@ class Fused(NamedTuple):
 
 
 class Strategy:
-    """Base class: parameter checking and the project/fuse contract."""
+    """
+    Base class: parameter checking and the project / store / fuse contract.
+
+    `fuse(weight, reliability, fresh)` gets one value per modality (in `bind` order):
+    weight = prior * confidence * decay(age) and reliability = prior * decay(age), both 0
+    for an absent or stale modality, and `fresh`, True where a modality is present and not
+    stale. A modality whose stored term is None carries nothing for this strategy.
+    """
 
     name = ''
     # Accepted strategy_params and their defaults; unknown keys are an error so typos surface.
@@ -49,6 +49,13 @@ class Strategy:
             raise ValueError(f'{self.name}: unknown strategy_params {sorted(unknown)}')
         self.params = {**self.PARAMS, **(params or {})}
         self.modalities = list(modalities)
+        self.names: List[str] = []
+        self.has_term = np.zeros(0, bool)
+
+    def bind(self, names: Sequence[str]) -> None:
+        """Size the per-modality caches for `names` (the engine's modality order)."""
+        self.names = list(names)
+        self.has_term = np.zeros(len(self.names), bool)
 
     def check(self, inp: EmbeddingInput) -> str:
         """Return a rejection reason for inputs this strategy cannot use, or ''."""
@@ -58,8 +65,13 @@ class Strategy:
         """Return the cached term of one validated input, or None when it is not used."""
         raise NotImplementedError
 
-    def fuse(self, entries: Sequence[Entry]) -> Optional[Fused]:
-        """Combine the entries' terms; None when they carry nothing this strategy can use."""
+    def store(self, index: int, term: Any) -> None:
+        """Cache `term` (None: nothing) as modality `index`'s; subclasses keep its numbers."""
+        self.has_term[index] = term is not None
+
+    def fuse(self, weight: np.ndarray, reliability: np.ndarray,
+             fresh: np.ndarray) -> Optional[Fused]:
+        """Combine the stored terms; None when they carry nothing this strategy can use."""
         raise NotImplementedError
 
 
@@ -70,13 +82,25 @@ def argmax_fused(labels: List[str], scores: np.ndarray, **extra) -> Fused:
 
 
 class _LabelIndexed(Strategy):
-    """Maps every modality's labels onto one growing fused label index."""
+    """
+    Maps every modality's labels onto one growing fused label index.
+
+    Each modality's term is a dense row over that index (its values, and a mask of the
+    labels it reports), so fusing all modalities is one matrix-vector product.
+    """
 
     def __init__(self, params, modalities):
         """Start with an empty fused label index."""
         super().__init__(params, modalities)
         self._index: Dict[str, int] = {}
         self._names: List[str] = []
+        self._values = self._mask = np.zeros((0, 0))
+
+    def bind(self, names):
+        """Allocate one row per modality."""
+        super().bind(names)
+        self._values = np.zeros((len(self.names), 16))
+        self._mask = np.zeros_like(self._values)
 
     def _indices(self, labels: Sequence[str]) -> np.ndarray:
         for label in labels:
@@ -85,17 +109,29 @@ class _LabelIndexed(Strategy):
                 self._names.append(label)
         return np.fromiter((self._index[label] for label in labels), np.intp, len(labels))
 
-    def _sums(self, entries):
-        """Return (per-label sum of w * value, per-label sum of w) over the entries' terms."""
+    def store(self, index, term):
+        """Write the modality's row: its values (summed for a repeated label) and its mask."""
+        super().store(index, term)
+        self._values[index] = 0.0
+        self._mask[index] = 0.0
+        if term is None:
+            return
+        idx, values = term
+        if len(self._names) > self._values.shape[1]:  # the label index grew: widen
+            width = max(len(self._names), 2 * self._values.shape[1])
+            for attr in ('_values', '_mask'):
+                old = getattr(self, attr)
+                grown = np.zeros((old.shape[0], width))
+                grown[:, :old.shape[1]] = old
+                setattr(self, attr, grown)
+        np.add.at(self._values[index], idx, values)
+        np.add.at(self._mask[index], idx, 1.0)
+
+    def _sums(self, weight, fresh):
+        """Return (per-label sum of w * value, per-label sum of w) over the fresh rows."""
         size = len(self._names)
-        terms = [(e.weight, e.term) for e in entries if e.term is not None and e.weight > 0.0]
-        if not terms:
-            return np.zeros(size), np.zeros(size)
-        # One bincount over all modalities at once rather than one per modality.
-        idx = np.concatenate([term[0] for _, term in terms])
-        weights = np.repeat([w for w, _ in terms], [len(term[0]) for _, term in terms])
-        values = np.concatenate([term[1] for _, term in terms])
-        return np.bincount(idx, weights * values, size), np.bincount(idx, weights, size)
+        w = np.where(fresh & self.has_term & (weight > 0.0), weight, 0.0)
+        return w @ self._values[:, :size], w @ self._mask[:, :size]
 
 
 class WeightedAverage(_LabelIndexed):
@@ -114,9 +150,9 @@ class WeightedAverage(_LabelIndexed):
             return None
         return self._indices(inp.labels), np.asarray(inp.scores, np.float64)
 
-    def fuse(self, entries):
+    def fuse(self, weight, reliability, fresh):
         """Weighted mean per label, over the modalities that report it."""
-        num, den = self._sums(entries)
+        num, den = self._sums(weight, fresh)
         used = np.flatnonzero(den > 0.0)
         if not used.size:
             return None
@@ -175,9 +211,9 @@ class LogLinear(_LabelIndexed):
             values = _logit(p, self._eps)
         return self._indices(inp.labels), values
 
-    def fuse(self, entries):
+    def fuse(self, weight, reliability, fresh):
         """Sum the weighted logits (log-probs) per label, then normalise."""
-        z, den = self._sums(entries)
+        z, den = self._sums(weight, fresh)
         used = np.flatnonzero(den > 0.0)
         if not used.size:
             return None
@@ -244,15 +280,26 @@ class SpeakingToRobot(Strategy):
             return None
         return float(_logit(prob, float(p['eps'])))
 
-    def fuse(self, entries):
+    def bind(self, names):
+        """One cue logit per modality (NaN: no cue)."""
+        super().bind(names)
+        self._cue = np.full(len(self.names), np.nan)
+
+    def store(self, index, term):
+        """Keep the modality's cue logit."""
+        super().store(index, term)
+        self._cue[index] = np.nan if term is None else term
+
+    def fuse(self, weight, reliability, fresh):
         """Pool the fresh cues' logits and threshold the result."""
-        cues = [(e.reliability, e.term) for e in entries if e.term is not None]
-        if not cues:
+        cues = fresh & self.has_term
+        count = int(np.count_nonzero(cues))
+        if not count:
             return None
-        z = sum(r * logit for r, logit in cues)
+        z = float(np.dot(reliability[cues], self._cue[cues]))
         prob = float(_sigmoid(z))  # prior up to 1000 makes |z| far exceed exp's range
         confidence = max(prob, 1.0 - prob)
-        if len(cues) < 2:
+        if count < 2:
             confidence *= float(self.params['single_cue_confidence'])
         decision = 'speaking' if prob >= float(self.params['threshold']) else 'not_speaking'
         return Fused(list(self.LABELS), np.array([prob, 1.0 - prob], np.float32), decision,
