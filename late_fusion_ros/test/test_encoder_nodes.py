@@ -90,11 +90,15 @@ def nodes(ros, start_nodes):
 
 
 def _diag(ros, node: str) -> dict:
-    """Return the newest diagnostics values of `node` as a dict."""
+    """Return the newest diagnostics values of `node`, all its stages merged, as a dict."""
     for _, arr in reversed(ros.diag):
+        values = {}
         for status in arr.status:
-            if status.name.startswith(f'{node}:'):
-                return {kv.key: kv.value for kv in status.values}
+            # One status per stage, named '<node FQN>: <stage>', hardware_id the FQN.
+            if status.name.startswith(f'/{node}: ') and status.hardware_id == f'/{node}':
+                values.update({kv.key: kv.value for kv in status.values})
+        if values:
+            return values
     return {}
 
 
