@@ -65,8 +65,11 @@ RUN_NAME = re.compile(r'^\d{8}-\d{6}$')
 
 
 def _new_run_dir(root: str, keep: int) -> str:
-    """Make <root>/<date-time>; delete the oldest earlier runs beyond `keep` (the bags of a
-    30 s run take about 1.2 GB: mostly 1280x720 camera frames)."""
+    """
+    Make <root>/<date-time>; delete the oldest earlier runs beyond `keep`.
+
+    The bag of a 30 s run takes about 1.2 GB (mostly 1280x720 camera frames).
+    """
     os.makedirs(root, exist_ok=True)
     runs = sorted(d for d in os.listdir(root) if RUN_NAME.match(d)
                   and os.path.isdir(os.path.join(root, d)))

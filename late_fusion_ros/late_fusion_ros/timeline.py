@@ -400,13 +400,14 @@ def render_png(data: TimelineData, path: Optional[str] = None, dpi: int = 110) -
                    f"{stats['encode_p99_ms']:.1f} ms" if stats['encode_p50_ms'] is not None
                    else 'encode time not measured')
         n_drop = len(stats['not_encoded']) or stats['skipped']
-        ax.text(1.01, 0.5,
-                f"{stats['embeddings']} embeddings, {stats['rate_hz']:.1f} Hz\n{enc_txt}\n"
-                f"{n_drop} dropped by the encoder\n"
-                f"{stats['fusion_rejected']} rejected, {stats['fusion_dropped']} dropped "
-                f"by fusion\n{len(stats['gaps'])} gaps, stale {stats['stale_s']:.1f} s"
-                + (f"\ninput {lane.input_topic}: {len(lane.inputs)} msgs" if lane.inputs
-                   else ''), transform=ax.transAxes, fontsize=8, va='center')
+        lines = [f"{stats['embeddings']} embeddings, {stats['rate_hz']:.1f} Hz", enc_txt,
+                 f'{n_drop} dropped by the encoder',
+                 f"{stats['fusion_rejected']} rejected, {stats['fusion_dropped']} dropped "
+                 'by fusion', f"{len(stats['gaps'])} gaps, stale {stats['stale_s']:.1f} s"]
+        if lane.inputs:
+            lines.append(f'input {lane.input_topic}: {len(lane.inputs)} msgs')
+        ax.text(1.01, 0.5, '\n'.join(lines), transform=ax.transAxes, fontsize=8,
+                va='center')
 
     dec_ax, score_ax, lat_ax = axes[len(lanes):]
     _draw_decisions(dec_ax, data, t0)
@@ -414,8 +415,8 @@ def render_png(data: TimelineData, path: Optional[str] = None, dpi: int = 110) -
     _draw_latency(lat_ax, data, t0, lanes)
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
-    lat_ax.set_xlabel(f'seconds (receipt time) since {time.strftime("%H:%M:%S", time.localtime(t0))}'
-                      f'.{int((t0 % 1) * 1000):03d}', fontsize=9)
+    clock = time.strftime('%H:%M:%S', time.localtime(t0)) + f'.{int((t0 % 1) * 1000):03d}'
+    lat_ax.set_xlabel(f'seconds (receipt time) since {clock}', fontsize=9)
     axes[0].set_xlim(0, max(t1 - t0, 0.1))
     handles = [Patch(color='#d62728', alpha=0.25, label='stale (fusion ignores it)'),
                Patch(color='#9e9e9e', alpha=0.4, label='absent (nothing yet)'),
