@@ -274,7 +274,11 @@ class BagReader:
         except BagError:
             raise
         except errors as err:
-            raise BagError(f'{path}: not a readable rosbag2 bag ({_one_line(err)})') from None
+            hint = ''
+            if 'magic' in str(err).lower():  # a recorder that died never wrote the end
+                hint = '; an MCAP file cut short can be repaired with `mcap recover`'
+            raise BagError(f'{path}: not a readable rosbag2 bag ({_one_line(err)}){hint}'
+                           ) from None
         self.connections = list(self._reader.connections)
 
     @property

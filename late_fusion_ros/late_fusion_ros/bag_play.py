@@ -12,9 +12,11 @@ Any rosbag2 bag: a directory (metadata.yaml) or a bare .mcap/.db3 file, written 
 Messages are published as recorded, serialized (no deserialization), at their receipt
 times scaled by --rate, each topic with the QoS its recorded publishers offered (as
 `ros2 bag play` chooses it: the recorded reliability and durability when all publishers
-agreed, rosbag2's default otherwise, history keep-last 10). With --clock, /clock carries
-the bag's time, so nodes started with use_sim_time:=true run on it. A topic of a type that
-is not installed here is skipped with a warning.
+agreed, rosbag2's default otherwise; a deeper history than rosbag2's 10). A latched
+(transient local) message is acknowledged by the subscribers before the next message is
+published. With --clock, /clock carries the bag's time, so nodes started with
+use_sim_time:=true run on it. A topic of a type that is not installed here is skipped
+with a warning.
 """
 
 import argparse
@@ -25,14 +27,21 @@ import threading
 import time
 from typing import Dict, List, Optional
 
+from rclpy.duration import Duration
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
 from .bag_io import BagError, BagReader, message_class
 from .bag_record import split_ros_args, TopicSelection
 
-# rosbag2's default publisher offer (Rosbag2QoS{}): rmw's default profile, keep last 10.
-DEFAULT_DEPTH = 10
+# rosbag2 offers keep-last 10. A Python player that fell behind publishes a burst to catch
+# up, and a reliable writer overwrites samples a reader has not acknowledged yet beyond its
+# history (Fast DDS then reports them lost): 100 covers two seconds of 48 kHz audio chunks.
+DEFAULT_DEPTH = 100
+# A latched (transient local) message is acknowledged by the subscribers before the next
+# message goes out, at most this long: configuration topics such as AudioInfo reach the
+# nodes before the data that follows them, as when the driver published them.
+LATCHED_ACK_TIMEOUT = 0.5
 
 
 def playback_qos(recorded: list) -> QoSProfile:
@@ -42,8 +51,9 @@ def playback_qos(recorded: list) -> QoSProfile:
     As rosbag2's Player (Rosbag2QoS::adapt_offer_to_recorded_offers): when every recorded
     publisher offered the same reliability and durability, offer those (a latched AudioInfo
     stays transient local, a best-effort camera stays best effort); otherwise, or with no
-    profile recorded, rmw's default (reliable, volatile). History is always keep-last 10:
-    publishers' history is not visible on the wire, so bags record it as unknown.
+    profile recorded, rmw's default (reliable, volatile). History is keep-last
+    DEFAULT_DEPTH: publishers' history is not visible on the wire, so bags record it as
+    unknown.
     """
     qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=DEFAULT_DEPTH,
                      reliability=QoSReliabilityPolicy.RELIABLE,
@@ -172,8 +182,12 @@ class BagPlayer:
                     if time.monotonic() - due > 0.01:
                         self.late += 1
                     self._publish_clock(stamp)
-                    self._pubs[topic].publish(data)  # serialized CDR, published as is
-                    self.counts[self._pubs[topic].topic_name] += 1
+                    pub = self._pubs[topic]
+                    pub.publish(data)  # serialized CDR, published as is
+                    if pub.qos_profile.durability == QoSDurabilityPolicy.TRANSIENT_LOCAL and \
+                            pub.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE:
+                        pub.wait_for_all_acked(Duration(seconds=LATCHED_ACK_TIMEOUT))
+                    self.counts[pub.topic_name] += 1
                 if not self._loop:
                     return
         except BagError as err:

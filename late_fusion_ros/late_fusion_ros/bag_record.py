@@ -118,6 +118,7 @@ class BagRecorder:
         self._bytes_lock = threading.Lock()
         self._max_queue_bytes = max_queue_bytes
         self.dropped = 0
+        self.lost: dict = {}  # topic -> messages the middleware reported lost
         self.error: Optional[str] = None
         self._thread = threading.Thread(target=self._write_loop, name='bag_writer', daemon=True)
         self._thread.start()
@@ -142,8 +143,18 @@ class BagRecorder:
             self._types[topic] = types[0]
             self._subs[topic] = AdaptiveSubscription(
                 self._node, cls, topic, lambda data, t=topic: self._on_message(t, data),
-                RECORD_QOS, adapt_durability=True, raw=True)
+                RECORD_QOS, adapt_durability=True, raw=True,
+                on_lost=lambda count, t=topic: self._on_lost(t, count))
             self._node.get_logger().info(f'recording {topic} ({types[0]})')
+
+    def _on_lost(self, topic: str, count: int) -> None:
+        # The middleware reports samples that never reached this subscription: a reliable
+        # publisher with a shallow history overwrites what a busy reader has not taken yet.
+        if not self.lost:
+            self._node.get_logger().warn(
+                f'{topic}: {count} message(s) lost before they reached the recorder '
+                '(counted in the summary)')
+        self.lost[topic] = self.lost.get(topic, 0) + count
 
     def _skip(self, topic: str, why: str) -> None:
         self._skipped.add(topic)
@@ -234,7 +245,9 @@ class BagRecordNode(Node):
         counts = self.recorder.close()
         seconds = time.monotonic() - self._started
         size = sum(f.stat().st_size for f in self._writer.path.iterdir())
-        lines = [f'  {topic}: {count}' for topic, count in sorted(counts.items())]
+        lost = self.recorder.lost
+        lines = [f'  {topic}: {count}' + (f' ({lost[topic]} lost)' if lost.get(topic) else '')
+                 for topic, count in sorted(counts.items())]
         dropped = f', {self.recorder.dropped} dropped' if self.recorder.dropped else ''
         print(f'recorded {sum(counts.values())} messages on {len(counts)} topics in '
               f'{seconds:.1f} s{dropped}: {self._writer.path} ({size / 1e6:.1f} MB)',

@@ -12,6 +12,7 @@ from builtin_interfaces.msg import Time as TimeMsg
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -186,7 +187,10 @@ class Diagnostics:
         # /diagnostics is absolute by convention (the aggregator listens there).
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._providers = []
-        self._timer = node.create_timer(period, self.publish)
+        # A steady timer: a node on sim time whose /clock is paused or gone (a bag that ended)
+        # is exactly when its diagnostics are looked at. Stamps stay on the node's clock.
+        self._timer = node.create_timer(period, self.publish,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def add(self, name: str, provider: Callable[[], tuple]) -> None:
         """Add a status; provider() returns (level, message, {key: value})."""
