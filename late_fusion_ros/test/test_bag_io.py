@@ -149,7 +149,7 @@ def test_definitions_come_from_the_installed_packages():
 
 
 def test_canonical_topics_are_byte_identical(tmp_path):
-    """rclpy leaves CDR padding uninitialised; canonical topics are written with zeros."""
+    """Canonical topics are written with zeroed CDR padding (rclpy leaves it unset)."""
     out = FusionOutput(trigger_modality='audio', strategy='s', labels=['a'], scores=[0.5],
                        decision='a', modalities=[ModalityState(modality='audio')])
     datas = []
@@ -193,8 +193,12 @@ def test_pure_helpers():
 
 
 def _timeline_bag(path):
-    """A small run: 40 audio embeddings (a 1 s gap), 10 camera frames of which 3 were never
-    encoded, and outputs that report vision stale for a while."""
+    """
+    Write a small run.
+
+    40 audio embeddings (a 1 s gap), 10 camera frames of which 3 were never encoded, and
+    outputs that report vision stale for a while.
+    """
     store_types = ['late_fusion_msgs/msg/Embedding', 'late_fusion_msgs/msg/FusionOutput']
     store = typestore_for(store_types + ['sensor_msgs/msg/Image'])
     with BagWriter(path) as w:
