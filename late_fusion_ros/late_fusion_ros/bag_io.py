@@ -150,10 +150,14 @@ class BagWriter:
     `compress` zstd-compresses MCAP chunks (readers decompress them transparently; it is
     what `ros2 bag record -s mcap --storage-preset-profile zstd_fast` does) or, for sqlite3,
     each message (rosbag2's message compression mode).
+
+    The file is created on first use: sqlite3 connections belong to the thread that made
+    them, so a writer thread that adds, writes and closes owns the whole bag.
     """
 
     def __init__(self, path: str, storage: str = 'mcap', compress: bool = False):
-        """Create the bag at `path` (which must not exist); BagError if it cannot."""
+        """Prepare the bag at `path` (which must not exist); BagError if it cannot be."""
+        import sqlite3
         from rosbags.rosbag2 import Writer, WriterError
         from rosbags.rosbag2.enums import CompressionFormat, CompressionMode, StoragePlugin
         if storage not in STORAGES:
@@ -161,16 +165,16 @@ class BagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f'{path} exists already; a bag is never overwritten')
+        if not self.path.parent.is_dir() or not os.access(self.path.parent, os.W_OK):
+            raise BagError(f'cannot create {path}: {self.path.parent} is not a writable '
+                           'directory')
         plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self._writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=plugin)
         if compress:
             mode = CompressionMode.STORAGE if storage == 'mcap' else CompressionMode.MESSAGE
             self._writer.set_compression(mode, CompressionFormat.ZSTD)
-        self._errors = (WriterError, OSError)
-        try:
-            self._writer.open()
-        except self._errors as err:
-            raise BagError(f'cannot create {path}: {err}') from None
+        self._errors = (WriterError, OSError, sqlite3.Error)
+        self._opened = False
         self._connections = {}
         self._canonical = {}
         self.counts: Dict[str, int] = {}
@@ -186,6 +190,7 @@ class BagWriter:
         keeps what was received), on for fusion_offline's byte-identical outputs.
         """
         store = typestore if typestore is not None else typestore_for([msgtype])
+        self._open()
         try:
             self._connections[topic] = self._writer.add_connection(
                 topic, msgtype, typestore=store,
@@ -195,6 +200,14 @@ class BagWriter:
         if canonical:
             self._canonical[topic] = (store, msgtype)
         self.counts[topic] = 0
+
+    def _open(self) -> None:
+        if not self._opened:
+            try:
+                self._writer.open()
+            except self._errors as err:
+                raise BagError(f'cannot create {self.path}: {err}') from None
+            self._opened = True
 
     def has_topic(self, topic: str) -> bool:
         """Return True once `topic` was added."""
@@ -215,6 +228,7 @@ class BagWriter:
         """Write the index and metadata.yaml: only a closed bag can be read."""
         if self._writer is None:
             return
+        self._open()  # a bag with no topic is still a bag
         writer, self._writer = self._writer, None
         try:
             writer.close()

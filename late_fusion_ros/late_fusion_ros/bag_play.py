@@ -39,9 +39,13 @@ from .bag_record import split_ros_args, TopicSelection
 # history (Fast DDS then reports them lost): 100 covers two seconds of 48 kHz audio chunks.
 DEFAULT_DEPTH = 100
 # A latched (transient local) message is acknowledged by the subscribers before the next
-# message goes out, at most this long: configuration topics such as AudioInfo reach the
-# nodes before the data that follows them, as when the driver published them.
+# message goes out, at most this long (the playback pauses meanwhile): configuration topics
+# such as AudioInfo reach the nodes before the data that follows them, as when the driver
+# published them.
 LATCHED_ACK_TIMEOUT = 0.5
+# At the end, the last messages are acknowledged before the player leaves, at most this
+# long: a subscriber still completing discovery would otherwise never get them.
+FINAL_ACK_TIMEOUT = 2.0
 
 
 def playback_qos(recorded: list) -> QoSProfile:
@@ -112,6 +116,7 @@ class BagPlayer:
             self._pubs[topic] = node.create_publisher(message_class(msgtype), out, qos)
             self.counts[out] = 0
         self._clock_pub = None
+        self._last_clock = 0
         if self._clock_period is not None:
             from rosgraph_msgs.msg import Clock
             self._clock_type = Clock
@@ -127,13 +132,22 @@ class BagPlayer:
         """Return {bag topic: rclpy Publisher}."""
         return dict(self._pubs)
 
-    def wait_for_subscribers(self, timeout: float) -> List[str]:
-        """Wait until every played topic has a subscriber; return those still without."""
+    def wait_for_subscribers(self, timeout: float, settle: float = 0.5) -> List[str]:
+        """
+        Wait until every played topic has a subscriber; return those still without.
+
+        A publisher sees a subscription before the subscription has seen the publisher
+        (discovery completes on each side on its own), and what is published meanwhile
+        reaches it late; `settle` seconds more let the subscribers' side catch up.
+        """
         end = time.monotonic() + timeout
         while True:
             missing = [p.topic_name for p in self._pubs.values()
                        if not p.get_subscription_count()]
-            if not missing or time.monotonic() >= end or self._stop.is_set():
+            if not missing:
+                self._stop.wait(settle)
+                return missing
+            if time.monotonic() >= end or self._stop.is_set():
                 return missing
             time.sleep(0.05)
 
@@ -143,10 +157,13 @@ class BagPlayer:
                                         daemon=True)
         self._thread.start()
 
-    def _publish_clock(self, bag_ns: int) -> None:
+    def _publish_clock(self, bag_ns: int, restart: bool = False) -> None:
+        """Publish /clock at `bag_ns`; it never goes back within one pass of the bag."""
         if self._clock_pub is not None:
+            bag_ns = int(bag_ns) if restart else max(int(bag_ns), self._last_clock)
+            self._last_clock = bag_ns
             msg = self._clock_type()
-            msg.clock.sec, msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
+            msg.clock.sec, msg.clock.nanosec = divmod(bag_ns, 1_000_000_000)
             self._clock_pub.publish(msg)
 
     def _wait_until(self, wall: float, bag_ns_at) -> bool:
@@ -171,12 +188,13 @@ class BagPlayer:
             if not self._wait_until(start + delay, lambda _: first):
                 return
             while not self._stop.is_set():
-                start = time.monotonic()
+                clock = {'start': time.monotonic()}  # shifted by the pauses for latched acks
+                self._publish_clock(first, restart=True)  # a loop starts the clock over
 
-                def bag_ns_at(wall: float, start=start) -> int:
-                    return first + int((wall - start) * self._rate * 1e9)
+                def bag_ns_at(wall: float) -> int:
+                    return first + int((wall - clock['start']) * self._rate * 1e9)
                 for topic, _, stamp, data in self._reader.messages(self._pubs, first):
-                    due = start + (stamp - first) * 1e-9 / self._rate
+                    due = clock['start'] + (stamp - first) * 1e-9 / self._rate
                     if not self._wait_until(due, bag_ns_at):
                         return
                     if time.monotonic() - due > 0.01:
@@ -184,12 +202,19 @@ class BagPlayer:
                     self._publish_clock(stamp)
                     pub = self._pubs[topic]
                     pub.publish(data)  # serialized CDR, published as is
+                    self.counts[pub.topic_name] += 1
                     if pub.qos_profile.durability == QoSDurabilityPolicy.TRANSIENT_LOCAL and \
                             pub.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE:
+                        paused = time.monotonic()
                         pub.wait_for_all_acked(Duration(seconds=LATCHED_ACK_TIMEOUT))
-                    self.counts[pub.topic_name] += 1
+                        clock['start'] += time.monotonic() - paused
                 if not self._loop:
-                    return
+                    break
+            deadline = time.monotonic() + FINAL_ACK_TIMEOUT
+            for pub in self._pubs.values():
+                if pub.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE:
+                    left = max(0.0, deadline - time.monotonic())
+                    pub.wait_for_all_acked(Duration(seconds=left))
         except BagError as err:
             self.error = str(err)
         except Exception as err:  # noqa: BLE001 - e.g. rclpy's RCLError on a write timeout

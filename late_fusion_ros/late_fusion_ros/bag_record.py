@@ -112,7 +112,6 @@ class BagRecorder:
         self._subs = {}
         self._types = {}
         self._skipped = set()
-        self._lock = threading.Lock()  # the writer is used by the writer thread and check()
         self._queue = queue.Queue()
         self._queued_bytes = 0
         self._bytes_lock = threading.Lock()
@@ -177,8 +176,7 @@ class BagRecorder:
             self._writer.add_topic(topic, msgtype, [i.qos_profile for i in infos], store)
             return True
         except BagError as err:
-            self._skip(topic, str(err))
-            self._node.destroy_subscription(sub.subscription)
+            self._skip(topic, str(err))  # its messages are ignored from now on
             return False
 
     def _on_message(self, topic: str, data: bytes) -> None:
@@ -196,6 +194,8 @@ class BagRecorder:
         self._queue.put((topic, stamp, data))
 
     def _write_loop(self) -> None:
+        # This thread alone touches the bag, from the first topic to closing it (an sqlite3
+        # connection must stay in the thread that opened it).
         while (item := self._queue.get()) is not None:
             topic, stamp, data = item
             with self._bytes_lock:
@@ -203,13 +203,17 @@ class BagRecorder:
             if self.error is not None or topic in self._skipped:
                 continue
             try:
-                with self._lock:
-                    if not self._writer.has_topic(topic) and not self._add_topic(topic):
-                        continue
-                    self._writer.write(topic, stamp, data)
-            except BagError as err:
+                if not self._writer.has_topic(topic) and not self._add_topic(topic):
+                    continue
+                self._writer.write(topic, stamp, data)
+            except Exception as err:  # noqa: BLE001 - a disk error must not kill the node
                 self.error = str(err)
                 self._node.get_logger().error(f'recording stopped: {err}')
+        try:
+            self._writer.close()
+        except BagError as err:
+            self.error = str(err)
+            self._node.get_logger().error(str(err))
 
     def close(self) -> dict:
         """Stop taking messages, write what is queued, close the bag; return the counts."""
@@ -220,8 +224,6 @@ class BagRecorder:
         self._node.destroy_timer(self._timer)
         self._queue.put(None)
         self._thread.join()
-        with self._lock:
-            self._writer.close()
         return dict(self._writer.counts)
 
 
