@@ -118,11 +118,12 @@ def main(argv=None):
     print('starting media player, audio encoder, vision encoder and fusion node '
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
     bag = None
+    recorder = ProcessGroup(log_dir=args.log_dir)
     if not args.no_record:
         run_dir = _new_run_dir(args.runs_dir, args.keep_runs)
         bag = os.path.join(run_dir, 'bag')
         # First, so that it has subscribed by the time the player starts publishing.
-        group.start(NodeSpec('bag_record', 'bag_record'), ['--', '-a', '-o', bag])
+        recorder.start(NodeSpec('bag_record', 'bag_record'), ['--', '-a', '-o', bag])
         time.sleep(1.0)
     for spec in [player] + specs:
         group.start(spec)
@@ -130,6 +131,9 @@ def main(argv=None):
         count = _monitor(args.duration, args.print_every)
     finally:
         codes = group.stop()
+        # Last, with time to write what it still holds: a bag killed before it is closed
+        # has no index and cannot be read.
+        codes.update(recorder.stop(timeout=120.0))
     print('node exit codes: ' + ', '.join(f'{k}={v}' for k, v in codes.items()), flush=True)
     if bag is not None and os.path.isfile(os.path.join(bag, 'metadata.yaml')):
         _timeline(bag, run_dir)

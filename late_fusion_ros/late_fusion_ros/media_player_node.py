@@ -99,11 +99,15 @@ class MediaPlayerNode(Node):
             if self._stop.wait(max(0.0, due - time.monotonic())):
                 break
             now = self._now()
+            # The node clock against the monotonic one: they drift apart only when the node
+            # clock jumps (sim time). A late thread is no jump: its chunks keep the stamps of
+            # their samples (re-anchoring on lateness would stamp every later chunk ahead of
+            # its capture, i.e. in the future).
+            drift = (now - anchor) - (time.monotonic() - start)
+            if abs(drift) > 0.25:
+                anchor += drift
             if time.monotonic() >= next_chunk:
-                first = anchor + sent * chunk_s
-                if abs(now - chunk_s - first) > 0.25:  # the node clock jumped (sim time)
-                    anchor, first = now - chunk_s - sent * chunk_s, now - chunk_s
-                self._publish_chunk(sent, first)
+                self._publish_chunk(sent, anchor + sent * chunk_s)
                 sent += 1
             if time.monotonic() >= next_frame:
                 self._publish_frame(frames * frame_s, now)

@@ -503,6 +503,7 @@ def _draw_scores(ax, data: TimelineData, t0: float, lanes) -> None:
 
 
 def _draw_latency(ax, data: TimelineData, t0: float, lanes) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     if not data.outputs:
         return
     t = np.asarray([r for r, _ in data.outputs]) - t0
@@ -517,6 +518,9 @@ def _draw_latency(ax, data: TimelineData, t0: float, lanes) -> None:
             text.append(f'{lane.name}: p50 {np.percentile(lat[sel], 50):.0f} / p99 '
                         f'{np.percentile(lat[sel], 99):.0f} ms')
     ax.set_yscale('log')
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f'{v:g}'))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_ylabel('capture to\noutput ms', fontsize=9)
     ax.tick_params(labelsize=8)
     ax.grid(alpha=0.25)

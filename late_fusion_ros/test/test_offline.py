@@ -112,10 +112,10 @@ def run(ros, start_nodes, tmp_path_factory):
         time.sleep(0.2)
     out, err = proc.communicate()
     assert proc.returncode == 0, out + err
+    receipts = {(m[0], _header(m)): m[2] for m in messages if m[0] != '/audio_info'}
     return {'root': root, 'bag': bag, 'out': root / 'a' / 'out', 'segments': segments,
             'samples': samples, 'frames': sum(m[0] == '/image' for m in messages),
-            'seen': seen, 'log': out + err, 'receipts': {(m[0], _header(m)): m[2]
-                                                        for m in messages if m[0] != '/audio_info'}}
+            'seen': seen, 'log': out + err, 'receipts': receipts}
 
 
 def _header(message):
