@@ -19,8 +19,9 @@ encoder therefore takes no time: `processing_time`, `processing_seconds` and
 `arrival_to_publish_latency` are 0, `capture_to_publish_latency` and
 `capture_to_output_latency` are receipt time minus capture stamp. Every camera frame is
 encoded (the live node encodes the newest frame whenever its model is free and drops the
-others). Nothing depends on wall time or thread timing, so the same bag, options and
-installation always give a byte-identical OUT_BAG.
+others), unless --max-frame-rate thins them by stamp. Nothing depends on wall time or
+thread timing, so the same bag, options and installation always give a byte-identical
+OUT_BAG.
 
 The nodes live in this process only, in a ROS context with discovery off
 (ROS_AUTOMATIC_DISCOVERY_RANGE=OFF is set here): nothing of an off-line run ever appears
@@ -113,7 +114,7 @@ class OfflineRun:
     """
 
     def __init__(self, graph: OfflineGraph, reader: BagReader, source: str = 'auto',
-                 jobs: int = 1, write_embeddings: bool = True):
+                 jobs: int = 1, write_embeddings: bool = True, max_frame_rate: float = 0.0):
         """Route the bag's topics to the nodes; ValueError if the bag has nothing for them."""
         from .audio_encoder_node import AudioEncoderNode
         from .vision_encoder_node import VisionEncoderNode
@@ -167,6 +168,9 @@ class OfflineRun:
         # (modality, Embedding).
         self._pending = deque()
         self._frames_pending = 0
+        # Frames closer than this to the last one a node encoded are skipped (0: none).
+        self._min_frame_period = 1.0 / max_frame_rate if max_frame_rate > 0 else 0.0
+        self._last_frame = {}
         self.counts = Counter()
 
     def _prepare(self, writer: BagWriter) -> None:
@@ -217,7 +221,14 @@ class OfflineRun:
                 if emb is not None:
                     self._pending.append((stamp, 'embedding', target.output_topic, emb))
         elif kind == 'image':
+            from .ros_common import stamp_to_sec
+            t = stamp_to_sec(msg.header.stamp)
             for node in target:  # every encoder on this camera (vision, face)
+                last = self._last_frame.get(node.output_topic)
+                if last is not None and 0.0 <= t - last < self._min_frame_period - 1e-6:
+                    self.counts[f'frames skipped {self.out_topics[node.output_topic]}'] += 1
+                    continue
+                self._last_frame[node.output_topic] = t
                 if self._pool is not None and node.encoder.stateless:
                     result = self._pool.submit(self._encode_frame, node, msg)
                     self._frames_pending += 1
@@ -300,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('-j', '--jobs', type=int, default=os.cpu_count() or 1,
                         help='threads encoding camera frames in parallel (stateless '
                         'encoders; results do not depend on it); default: all CPUs')
+    parser.add_argument('--max-frame-rate', type=float, default=0.0, metavar='HZ',
+                        help='encode at most this many camera frames per second of bag time '
+                        '(by stamp; the others are skipped and counted); default: every frame')
     parser.add_argument('-v', '--verbose', action='store_true', help="the nodes' info logs")
     return parser
 
@@ -335,7 +349,8 @@ def main(argv=None) -> int:
         graph = OfflineGraph(specs if args.source != 'embeddings'
                              else [s for s in specs if s.executable == 'fusion_node'],
                              context, args.verbose)
-        run = OfflineRun(graph, reader, args.source, args.jobs, not args.no_embeddings)
+        run = OfflineRun(graph, reader, args.source, args.jobs, not args.no_embeddings,
+                         args.max_frame_rate)
         writer = BagWriter(args.out_bag, args.storage)
         loaded = time.monotonic()
         run.run(writer)

@@ -37,7 +37,7 @@ def _stamp(msg, t):
     msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int(round(t % 1 * 1e9))
 
 
-def _messages(pattern='speech silence speech', seconds=None):
+def _messages(pattern='speech silence speech', seconds=None, size=(640, 480), fps=FPS):
     """Return (topic, type, receipt ns, CDR) of the recording, and the speech segments."""
     mono, segments = scenario(pattern, rate=RATE)
     audio = stereo(mono)
@@ -55,12 +55,14 @@ def _messages(pattern='speech silence speech', seconds=None):
         receipt = t + CHUNK / RATE + 0.001  # sent once its last sample is captured
         out.append(('/audio_stamped', 'audio_common_msgs/msg/AudioDataStamped',
                     int(round(receipt * 1e9)), serialize_message(msg)))
-    photos = [camera_frame(n, 640, 480) for n in ('astronaut', 'chelsea')]
+    width, height = size
+    photos = [camera_frame(n, width, height) for n in ('astronaut', 'chelsea')]
     duration = len(audio) / RATE
-    for k in range(int(duration * FPS)):
-        t = T0 + k / FPS
-        rgb = photos[int(k / FPS / 2) % 2]
-        msg = Image(height=480, width=640, encoding='rgb8', step=640 * 3, data=rgb.tobytes())
+    for k in range(int(duration * fps)):
+        t = T0 + k / fps
+        rgb = photos[int(k / fps / 2) % 2]
+        msg = Image(height=height, width=width, encoding='rgb8', step=width * 3,
+                    data=rgb.tobytes())
         _stamp(msg, t)
         msg.header.frame_id = 'camera_optical_frame'
         out.append(('/image', 'sensor_msgs/msg/Image', int(round((t + 0.005) * 1e9)),
@@ -212,10 +214,14 @@ def test_a_humble_sqlite3_bag_gives_the_same_outputs(run, tmp_path):
     messages = _messages('speech', seconds=2.0)[0]
     mcap = _write(str(tmp_path / 'mcap_in'), messages)
     humble = _humble_bag(str(tmp_path / 'humble_in'), messages)
-    _offline(mcap, tmp_path / 'm', '--no-embeddings')
-    _offline(humble, tmp_path / 'h', '--no-embeddings')
+    _offline(mcap, tmp_path / 'm', '--no-embeddings', '--max-frame-rate', '2.5')
+    log = _offline(humble, tmp_path / 'h', '--no-embeddings', '--max-frame-rate', '2.5')
     assert _read(tmp_path / 'm') == _read(tmp_path / 'h')
     assert {t for t, _, _ in _read(tmp_path / 'h')} == {'/fusion_output'}
+    # 10 frames at 5 fps thinned to 2.5 Hz by stamp: every other one.
+    vision = [d for _, _, d in _read(tmp_path / 'h')
+              if deserialize_message(d, FusionOutput).trigger_modality == 'vision']
+    assert len(vision) == 5 and '5 frames skipped vision' in log, log
 
 
 def test_nothing_of_it_appears_on_the_graph(run):
