@@ -156,10 +156,17 @@ class TimelineData:
 
     @property
     def start(self) -> float:
-        """Return the earliest receipt time."""
+        """
+        Return where the picture starts: shortly before the first embedding or output.
+
+        Sensor messages recorded while the nodes were still loading their models would
+        otherwise take the left of the picture; the lanes count them (`early_inputs`).
+        """
         times = [t for lane in self.lanes.values() for t in lane.arrivals[:1]]
-        times += [lane.inputs[0][0] for lane in self.lanes.values() if lane.inputs]
         times += [self.outputs[0][0]] if self.outputs else []
+        if times:
+            return min(times) - 0.5
+        times = [lane.inputs[0][0] for lane in self.lanes.values() if lane.inputs]
         return min(times) if times else 0.0
 
     @property
@@ -353,7 +360,7 @@ def render_png(data: TimelineData, path: Optional[str] = None, dpi: int = 110) -
     fig = Figure(figsize=(14, 0.9 + sum(heights) * 0.95), dpi=dpi)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(len(heights), 1, height_ratios=heights, hspace=0.12,
-                            left=0.075, right=0.8, top=0.9, bottom=0.07)
+                            left=0.075, right=0.79, top=0.9, bottom=0.07)
     axes = [fig.add_subplot(grid[0])]
     axes += [fig.add_subplot(grid[i], sharex=axes[0]) for i in range(1, len(heights))]
     strategy = data.outputs[-1][1].strategy if data.outputs else ''
@@ -405,7 +412,9 @@ def render_png(data: TimelineData, path: Optional[str] = None, dpi: int = 110) -
                  f"{stats['fusion_rejected']} rejected, {stats['fusion_dropped']} dropped "
                  'by fusion', f"{len(stats['gaps'])} gaps, stale {stats['stale_s']:.1f} s"]
         if lane.inputs:
-            lines.append(f'input {lane.input_topic}: {len(lane.inputs)} msgs')
+            early = sum(r < t0 for r, _ in lane.inputs)
+            lines.append(f'{lane.input_topic}: {len(lane.inputs)} msgs'
+                         + (f', {early} earlier' if early else ''))
         ax.text(1.01, 0.5, '\n'.join(lines), transform=ax.transAxes, fontsize=8,
                 va='center')
 
@@ -457,7 +466,7 @@ def _draw_decisions(ax, data: TimelineData, t0: float) -> None:
             '#eeeeee' if not decision else OTHER_COLORS[hash(decision) % len(OTHER_COLORS)])
         ax.axvspan(a - t0, max(b, a + 0.01) - t0, color=color, lw=0,
                    hatch='xx' if not decision else None)
-        if b - a > 0.04 * max(data.end - data.start, 1e-3):
+        if b - a > 0.06 * max(data.end - data.start, 1e-3):
             ax.text((a + b) / 2 - t0, 0.5, decision or 'no input', ha='center', va='center',
                     fontsize=8, color='white' if decision == 'speaking' else 'black')
         labels.append(decision)
