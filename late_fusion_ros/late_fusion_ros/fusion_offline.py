@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     """Run the graph over IN_BAG into OUT_BAG."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
@@ -380,6 +380,15 @@ def main(argv=None) -> int:
         reader.close()
         rclpy.try_shutdown(context=context)
     return code
+
+
+def main(argv=None) -> int:
+    """Run; Ctrl-C at any point ends with one line and exit code 130, never a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print('fusion_offline: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -605,7 +605,7 @@ def default_paths(bag: str) -> Tuple[str, str]:
     return base + '.timeline.png', base + '.timeline.html'
 
 
-def main(argv=None) -> int:
+def _main(argv=None) -> int:
     """Draw the timeline of a bag, or of a live run with --live."""
     parser = argparse.ArgumentParser(
         prog='fusion_timeline', description=__doc__.strip().splitlines()[0].strip('`: '))
@@ -639,6 +639,15 @@ def main(argv=None) -> int:
         return 1
     print(f'timeline: {png_path}\n          {html_path}', flush=True)
     return 0
+
+
+def main(argv=None) -> int:
+    """Run; Ctrl-C at any point ends with one line and exit code 130, never a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print('fusion_timeline: interrupted', file=sys.stderr)
+        return 130
 
 
 if __name__ == '__main__':

@@ -26,6 +26,7 @@ CPU-starved replay (these tests share two cores) fuses late audio that has gone 
 
 import os
 import re
+import signal
 import subprocess
 import time
 
@@ -105,7 +106,7 @@ def replayed(recorded):
         diags = ros.collect(DiagnosticArray, '/diagnostics', 50)
         assert ros.wait_for(lambda: ros.node.count_publishers('vision/embedding') > 0 and
                             ros.node.count_publishers('audio/embedding') > 0, 120.0)
-        monitor = subprocess.Popen([executable_path('fusion_monitor'), '--count', '12'],
+        monitor = subprocess.Popen([executable_path('fusion_monitor')],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
         play = _run([executable_path('bag_play'), recorded['bag'], '--topics', *INPUTS,
@@ -113,7 +114,9 @@ def replayed(recorded):
                     timeout=240)
         assert play.returncode == 0, play.stdout + play.stderr
         time.sleep(2.0)  # the last embeddings
+        monitor.send_signal(signal.SIGINT)  # Ctrl-C
         monitor_out = monitor.communicate(timeout=30)[0]
+        assert monitor.returncode == 0 and 'Traceback' not in monitor_out, monitor_out
     finally:
         if monitor is not None and monitor.poll() is None:
             monitor.kill()
