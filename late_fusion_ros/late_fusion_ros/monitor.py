@@ -193,6 +193,7 @@ class FusionMonitor:
         if not self.graphs:
             print(f'waiting for a late_fusion_ros graph (a FusionOutput topic) in '
                   f'{self._ns}...', file=self._out, flush=True)
+            return  # not a line of figures: --count counts those
         stamp = time.strftime('%H:%M:%S')
         for g in self.graphs.values():
             print(f'{stamp} {g.line(seconds)}', file=self._out, flush=True)
@@ -209,7 +210,7 @@ def main(argv=None) -> int:
     parser.add_argument('--namespace', default='/',
                         help='only graphs in this namespace (default: every graph)')
     parser.add_argument('--count', type=int, default=0,
-                        help='stop after this many lines (default: at Ctrl-C)')
+                        help='stop after this many seconds of figures (default: at Ctrl-C)')
     args = parser.parse_args(ours)
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor

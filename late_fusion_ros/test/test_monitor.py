@@ -32,8 +32,9 @@ def _status(name, hardware_id, **values):
 def graphs(ros, start_nodes):
     """Two fusion nodes, /robot7 fed audio and /robot8 fed vision, and diagnostics."""
     files = [default_params_file()]
-    start_nodes(NodeSpec('fusion_node', 'fusion', [('__ns', '/robot7')], files),
-                NodeSpec('fusion_node', 'fusion', [('__ns', '/robot8')], files))
+    # Distinct names: the process group tracks its processes by node name.
+    start_nodes(NodeSpec('fusion_node', 'fusion7', [('__ns', '/robot7')], files),
+                NodeSpec('fusion_node', 'fusion8', [('__ns', '/robot8')], files))
     audio = ros.node.create_publisher(Embedding, '/robot7/audio/embedding', 50)
     vision = ros.node.create_publisher(Embedding, '/robot8/vision/embedding', 50)
     agg = ros.node.create_publisher(DiagnosticArray, '/diagnostics_agg', 10)

@@ -218,10 +218,12 @@ def test_a_humble_sqlite3_bag_gives_the_same_outputs(run, tmp_path):
     log = _offline(humble, tmp_path / 'h', '--no-embeddings', '--max-frame-rate', '2.5')
     assert _read(tmp_path / 'm') == _read(tmp_path / 'h')
     assert {t for t, _, _ in _read(tmp_path / 'h')} == {'/fusion_output'}
-    # 10 frames at 5 fps thinned to 2.5 Hz by stamp: every other one.
+    # Frames at 5 fps thinned to 2.5 Hz by stamp: every other one.
+    frames = sum(m[0] == '/image' for m in messages)
     vision = [d for _, _, d in _read(tmp_path / 'h')
               if deserialize_message(d, FusionOutput).trigger_modality == 'vision']
-    assert len(vision) == 5 and '5 frames skipped vision' in log, log
+    assert frames >= 6 and len(vision) == (frames + 1) // 2, log
+    assert f'{frames // 2} frames skipped vision' in log, log
 
 
 def test_nothing_of_it_appears_on_the_graph(run):
