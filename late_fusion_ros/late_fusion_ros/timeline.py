@@ -482,8 +482,8 @@ def _draw_scores(ax, data: TimelineData, t0: float, lanes) -> None:
         ax.text(0.5, 0.5, 'no FusionOutput in this bag', transform=ax.transAxes,
                 ha='center', va='center')
         return
-    first = data.outputs[-1][1].labels
-    label = first[0] if len(first) else None
+    valid = [m for _, m in data.outputs if m.valid and len(m.labels)]
+    label = valid[-1].labels[0] if valid else None
     t = np.asarray([r for r, _ in data.outputs]) - t0
     if label is not None and all(list(m.labels[:1]) == [label] for _, m in data.outputs
                                  if m.valid):
