@@ -299,15 +299,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help='set a parameter of one node, e.g. fusion:strategy:=log_linear')
     parser.add_argument('--face', action='store_true',
                         help='also run the face encoder and fuse its cues (launch face:=true)')
-    parser.add_argument('--audio-topic', default='audio_stamped')
-    parser.add_argument('--audio-info-topic', default='audio_info')
-    parser.add_argument('--image-topic', default='image')
+    parser.add_argument('--audio-topic', default='audio_stamped',
+                        help="the bag's microphone topic (launch audio_topic)")
+    parser.add_argument('--audio-info-topic', default='audio_info',
+                        help="the bag's AudioInfo topic (launch audio_info_topic)")
+    parser.add_argument('--image-topic', default='image',
+                        help="the bag's camera topic (launch image_topic)")
     parser.add_argument('--source', choices=('auto', 'raw', 'embeddings'), default='auto',
                         help='raw: encode the sensor topics; embeddings: fuse recorded '
                         'Embedding topics; auto (default): raw if the bag has sensor topics')
     parser.add_argument('--no-embeddings', action='store_true',
                         help='write only the fused outputs')
-    parser.add_argument('-s', '--storage', choices=STORAGES, default='mcap')
+    parser.add_argument('-s', '--storage', choices=STORAGES, default='mcap',
+                        help='storage of the output bag (default mcap)')
     parser.add_argument('-j', '--jobs', type=int, default=os.cpu_count() or 1,
                         help='threads encoding camera frames in parallel (stateless '
                         'encoders; results do not depend on it); default: all CPUs')
