@@ -292,9 +292,12 @@ class Bench:
         self.log_dir = log_dir
 
     def _on_diag(self, msg):
+        merged = {}  # a node's stages arrive in one array: merge them
         for status in msg.status:
             name = status.hardware_id.rsplit('/', 1)[-1]
-            self.diag[name] = ({kv.key: kv.value for kv in status.values}, time.time())
+            merged.setdefault(name, {}).update({kv.key: kv.value for kv in status.values})
+        for name, values in merged.items():
+            self.diag[name] = (values, time.time())
 
     def counter(self, node, key):
         """Return the node's latest diagnostic counter `key` (0 when absent)."""

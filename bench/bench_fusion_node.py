@@ -238,7 +238,9 @@ class Driver:
 
     def _on_diag(self, msg):
         for status in msg.status:
-            self.diag[status.hardware_id] = {kv.key: kv.value for kv in status.values}
+            # One status per stage of a node: merge them under the node's hardware id.
+            self.diag.setdefault(status.hardware_id, {}).update(
+                {kv.key: kv.value for kv in status.values})
 
     def arrivals(self, target):
         """Count the accepted arrivals the fusion node itself reports on /diagnostics."""

@@ -34,6 +34,11 @@ setup(
             'media_player_node = late_fusion_ros.media_player_node:main',
             'late_fusion_demo = late_fusion_ros.demo:main',
             'train_fusion = late_fusion_ros.train_fusion:main',
+            'bag_record = late_fusion_ros.bag_record:main',
+            'bag_play = late_fusion_ros.bag_play:main',
+            'fusion_offline = late_fusion_ros.fusion_offline:main',
+            'fusion_timeline = late_fusion_ros.timeline:main',
+            'fusion_monitor = late_fusion_ros.monitor:main',
         ],
     },
 )

@@ -62,14 +62,17 @@ class AdaptiveSubscription:
     (declared here, unset by default, read-only) pin a policy; `.history` and `.depth` are
     rclpy's usual QoSOverridingOptions. `on_lost(count)` receives the middleware's
     message-lost events where the RMW reports them (`lost_events` says whether it does).
+    With `raw` the callback receives the serialized message (bytes), as a recorder wants.
     """
 
     def __init__(self, node: Node, msg_type, topic: str, callback: Callable, qos: QoSProfile,
                  *, adapt_durability: bool = False, check_period: float = 0.5,
-                 on_lost: Optional[Callable[[int], None]] = None, callback_group=None):
+                 on_lost: Optional[Callable[[int], None]] = None, callback_group=None,
+                 raw: bool = False):
         """Declare the override parameters and subscribe as soon as a publisher exists."""
         self._node = node
-        self._type = msg_type
+        self.msg_type = msg_type
+        self._raw = raw
         self.topic = node.resolve_topic_name(topic)
         self._callback = callback
         self._base = qos
@@ -92,6 +95,7 @@ class AdaptiveSubscription:
         self.subscription = None
         self.qos: Optional[QoSProfile] = None
         self.publishers = 0
+        self.offered = []  # TopicEndpointInfo of the publishers last seen (a bag records them)
         self.lost_events = on_lost is not None
         self.resubscriptions = 0
         self.incompatible = 0  # publishers that offered a QoS this subscription refused
@@ -106,6 +110,7 @@ class AdaptiveSubscription:
         self.publishers = len(infos)
         if not infos:
             return  # keep the current subscription while a driver restarts
+        self.offered = infos
         policies = {
             'reliability': adapted_policy('reliability',
                                           [i.qos_profile.reliability for i in infos],
@@ -136,9 +141,10 @@ class AdaptiveSubscription:
             events['message_lost'] = lambda info: self._on_lost(info.total_count_change)
         try:
             return self._node.create_subscription(
-                self._type, self.topic, self._callback, qos, qos_overriding_options=overrides,
+                self.msg_type, self.topic, self._callback, qos,
+                qos_overriding_options=overrides,
                 event_callbacks=SubscriptionEventCallbacks(**events),
-                callback_group=self._group)
+                callback_group=self._group, raw=self._raw)
         except UnsupportedEventTypeError:
             # This RMW has no message-lost event: the caller falls back to stamp gaps.
             self.lost_events = False

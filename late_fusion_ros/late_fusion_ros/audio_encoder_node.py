@@ -2,19 +2,22 @@
 # Licensed under the Apache License, Version 2.0
 """Audio encoder node: microphone PCM (audio_common_msgs) in, one Embedding per hop out."""
 
-from collections import Counter
+from collections import Counter, deque
 import threading
 import time
+from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
+import numpy as np
 from rclpy.node import Node
 
 from .audio_input import AudioInput
+from .core.audio import Frame
 from .core.encoders import make_audio_encoder
 from .core.handover import Mailbox
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, sec_to_stamp,
-                         spin_node)
+from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
+                         sec_to_stamp, spin_node)
 
 
 class AudioEncoderNode(Node):
@@ -28,8 +31,9 @@ class AudioEncoderNode(Node):
     are skipped and counted instead of letting latency grow without bound.
     """
 
-    def __init__(self):
-        super().__init__('audio_encoder')
+    def __init__(self, **node_options):
+        """Declare parameters, load the model and subscribe; `node_options` go to Node."""
+        super().__init__('audio_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'audio', 'Modality name put in each Embedding.',
                            read_only=True)
@@ -58,13 +62,16 @@ class AudioEncoderNode(Node):
         self._skip_reset = False  # a skipped window is a gap for a streaming model
         self._counts = Counter()
         self._seq = 0
+        self._processing = deque(maxlen=200)  # seconds per window, recent windows
 
         self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
         enc = self._encoder
         self._input = AudioInput(self, enc.window, enc.hop, enc.sample_rate, self._on_frames,
                                  on_restart=self._pending.clear)
         self._diag = Diagnostics(self)
-        self._diag.add('audio encoder', self._diagnostics)
+        self._diag.add('input', self._input.diagnostics)
+        self._diag.add('encoder', self._encoder_diagnostics)
+        self._diag.add('output', self._output_diagnostics)
         self._worker = threading.Thread(target=self._work, name='audio_encoder', daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -78,36 +85,77 @@ class AudioEncoderNode(Node):
                 self._skip_reset = True
 
     # ------------------------------------------------------------------ model side
-    def _work(self):
+    @property
+    def audio_input(self) -> AudioInput:
+        """Return the microphone input (topics, stream, per-message steps)."""
+        return self._input
+
+    @property
+    def output_topic(self) -> str:
+        """Return the resolved embedding topic."""
+        return self._pub.topic_name
+
+    def encode_frame(self, frame: Frame, frame_id: str,
+                     measure: bool = True) -> Optional[Embedding]:
+        """
+        Encode one window into an Embedding, or None when the model failed (counted).
+
+        Windows must come in stream order: a streaming model's context is reset at a
+        restart. The worker encodes through here, and so does fusion_offline, with
+        `measure` False (processing time 0: an offline run must not depend on wall time).
+        """
         enc = self._encoder
+        if frame.restart or self._skip_reset:
+            self._skip_reset = False
+            enc.reset()
+        t0 = time.perf_counter()
+        try:
+            out = enc.encode(frame.samples)
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._input.reject('encoder_error', f'{type(err).__name__}: {err}')
+            return None
+        processing = time.perf_counter() - t0 if measure else 0.0
+        msg = embedding_msg(out, self._modality, enc.encoder_id, self._seq,
+                            sec_to_stamp(frame.stamp), frame_id,
+                            enc.window / enc.sample_rate, processing)
+        self._seq += 1
+        self._counts['embeddings'] += 1
+        return msg
+
+    def _work(self):
         while (item := self._pending.get()) is not None:
             frame, frame_id, generation = item
             if generation != self._input.stream.generation:
                 continue  # taken just before a format change: its stream is gone
-            if frame.restart or self._skip_reset:
-                self._skip_reset = False
-                enc.reset()
-            t0 = time.perf_counter()
-            try:
-                out = enc.encode(frame.samples)
-            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-                self._input.reject('encoder_error', f'{type(err).__name__}: {err}')
+            msg = self.encode_frame(frame, frame_id)
+            if msg is None:
                 continue
-            msg = embedding_msg(out, self._modality, enc.encoder_id, self._seq,
-                                sec_to_stamp(frame.stamp), frame_id,
-                                enc.window / enc.sample_rate, time.perf_counter() - t0)
-            self._seq += 1
-            self._counts['embeddings'] += 1
+            self._processing.append(msg.processing_seconds)
             if not self._pending.closed:  # close() may have begun during the model run
+                msg.capture_to_publish_latency = now_sec(self) - frame.stamp
                 self._pub.publish(msg)
+                self._counts['published'] += 1
 
-    def _diagnostics(self):
-        level, message, values = self._input.diagnostics()
-        values.update(self._counts)
-        if level == DiagnosticStatus.OK and self._counts.get('skipped_windows', 0):
-            level, message = DiagnosticStatus.WARN, 'model cannot keep up: windows skipped'
-        values.update(encoder=self._encoder.encoder_id, pending=len(self._pending))
-        return level, message, values
+    def _encoder_diagnostics(self):
+        values = {'encoder': self._encoder.encoder_id,
+                  'embeddings': self._counts.get('embeddings', 0),
+                  'skipped_windows': self._counts.get('skipped_windows', 0),
+                  'pending': len(self._pending),
+                  'model_errors': self._input.counts.get('rejected_encoder_error', 0)}
+        if self._processing:
+            ms = np.array(list(self._processing)) * 1e3  # copied at once: the worker appends
+            values.update(processing_p50_ms=round(float(np.percentile(ms, 50)), 2),
+                          processing_max_ms=round(float(ms.max()), 2))
+        if values['model_errors']:
+            return DiagnosticStatus.ERROR, 'the model failed', values
+        if values['skipped_windows']:
+            return DiagnosticStatus.WARN, 'model cannot keep up: windows skipped', values
+        return DiagnosticStatus.OK, 'ok', values
+
+    def _output_diagnostics(self):
+        return DiagnosticStatus.OK, 'ok', {
+            'published': self._counts.get('published', 0), 'topic': self.output_topic,
+            'subscribers': self._pub.get_subscription_count()}
 
     def close(self):
         """Stop the worker thread (called before destroy_node)."""

@@ -3,7 +3,7 @@
 """The microphone input shared by the nodes that listen: subscriptions and one AudioStream."""
 
 from collections import Counter
-from typing import Callable, List
+from typing import Callable, List, Optional, Tuple
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -38,7 +38,8 @@ class AudioInput:
     `audio_info`, each with the QoS the driver offers, and feeds one core AudioStream. Every
     chunk's complete windows go to `on_frames(frames, frame_id, generation)` in the
     executor thread; a caller hands them to its model thread. Bad chunks are counted per
-    reason and logged, throttled, never raised.
+    reason and logged, throttled, never raised. `on_info` and `ingest` are the per-message
+    steps, public so that fusion_offline feeds a bag's messages through the same code.
     """
 
     def __init__(self, node: Node, window: int, hop: int, model_rate: int,
@@ -64,6 +65,7 @@ class AudioInput:
         max_chunk = d('max_chunk_seconds', 10.0, 'Longer chunks are refused before decoding.',
                       min_value=0.01, max_value=600.0, read_only=True)
         self._frame_id = d('frame_id', '', 'frame_id for headerless input.', read_only=True)
+        self.stamped = stamped
         try:
             initial = StreamFormat(rate, channels, fmt).validated()
         except InputError as err:
@@ -78,14 +80,15 @@ class AudioInput:
         self._loss_reported = False
         self.chunk_frames = 0  # frames in the latest chunk, for diagnostics
         topic = 'audio_stamped' if stamped else 'audio'
-        self.info = AdaptiveSubscription(node, AudioInfo, 'audio_info', self._on_info,
+        self.info = AdaptiveSubscription(node, AudioInfo, 'audio_info', self.on_info,
                                          AUDIO_INFO_QOS, adapt_durability=True)
         self.audio = AdaptiveSubscription(
-            node, AudioDataStamped if stamped else AudioData, topic,
-            self._on_stamped if stamped else self._on_raw, AUDIO_QOS, on_lost=self._on_lost)
+            node, AudioDataStamped if stamped else AudioData, topic, self._on_audio,
+            AUDIO_QOS, on_lost=self._on_lost)
 
     # ------------------------------------------------------------------ callbacks
-    def _on_info(self, msg: AudioInfo) -> None:
+    def on_info(self, msg: AudioInfo) -> None:
+        """Take an AudioInfo: a format change restarts the stream (on_restart is called)."""
         try:
             check_coding_format(msg.coding_format)
         except InputError as e:
@@ -106,30 +109,41 @@ class AudioInput:
                 f'audio_info: {f.sample_rate} Hz, {f.channels} ch, {f.sample_format}')
             self._on_restart()
 
-    def _on_stamped(self, msg: AudioDataStamped) -> None:
-        self._ingest(msg.audio.data, stamp_to_sec(msg.header.stamp), msg.header.frame_id)
+    def _on_audio(self, msg) -> None:
+        frames, frame_id = self.ingest(msg)
+        if frames:
+            self._on_frames(frames, frame_id, self.stream.generation)
 
-    def _on_raw(self, msg: AudioData) -> None:
-        self._ingest(msg.data, None, self._frame_id)
+    def ingest(self, msg, arrival: Optional[float] = None) -> Tuple[List[Frame], str]:
+        """
+        Take one AudioDataStamped (or, with stamped:=false, AudioData) chunk.
 
-    def _ingest(self, data, stamp, frame_id) -> None:
+        Returns the windows it completes and their frame_id. `arrival` is the chunk's arrival
+        time on the node's clock (default: now); only headerless chunks are stamped from it.
+        A bad chunk is counted and logged, and yields no window.
+        """
+        if self.stamped:
+            data, stamp, frame_id = (msg.audio.data, stamp_to_sec(msg.header.stamp),
+                                     msg.header.frame_id)
+        else:
+            data, stamp, frame_id = msg.data, None, self._frame_id
         self.counts['chunks'] += 1
         if not self._coding_ok:
             self.reject('compressed_audio', 'audio_info reports compressed audio: set '
                         'format:=wave on the audio driver')
-            return
+            return [], frame_id
         lost = self.stream.counts['lost_samples']
         try:
-            frames = self.stream.push(data, stamp, now_sec(self._node))
+            frames = self.stream.push(data, stamp,
+                                      now_sec(self._node) if arrival is None else arrival)
         except InputError as e:
             self.reject(e.reason, str(e))
-            return
+            return [], frame_id
         self.chunk_frames = len(data) // self.stream.stream_format.frame_bytes
         if self.stream.counts['lost_samples'] > lost:
             self._report_loss(f'{self.stream.counts["lost_samples"] - lost} samples missing '
                               'between chunk stamps')
-        if frames:
-            self._on_frames(frames, frame_id, self.stream.generation)
+        return frames, frame_id
 
     def _on_lost(self, count: int) -> None:
         self.counts['lost_chunks'] += count

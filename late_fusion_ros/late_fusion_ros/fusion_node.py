@@ -2,9 +2,10 @@
 # Licensed under the Apache License, Version 2.0
 """Fusion node: one plain subscription per modality, a fused output on every arrival."""
 
+from collections import deque
 import threading
 import time
-from typing import Optional
+from typing import Dict, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState, Transcript
@@ -12,8 +13,8 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
-from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, ModalityConfig,
-                          STRATEGIES)
+from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult,
+                          ModalityConfig, STRATEGIES)
 from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
                          sec_to_stamp, spin_node, stamp_to_sec, ThrottledLog)
 
@@ -23,6 +24,56 @@ except ImportError:
     message_filters = None
 
 _MODALITY_PARAMS = ('prior', 'max_age', 'decay', 'time_constant', 'dim')
+
+
+def embedding_to_input(msg: Embedding) -> EmbeddingInput:
+    """
+    Turn an Embedding into the engine's input (used by the node and fusion_offline alike).
+
+    The modality it names is kept as it is: the engine is told the topic it arrived on and
+    rejects a name that is not that topic's there (an encoder left at its default
+    `modality` but remapped onto another modality's topic).
+    """
+    return EmbeddingInput(
+        modality=msg.modality, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
+        data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
+        scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
+        frame_id=msg.header.frame_id)
+
+
+def fusion_output_msg(fused: FusionResult, frame_id: str, now: float,
+                      transcript: Optional[Transcript] = None) -> FusionOutput:
+    """
+    Build the FusionOutput of an engine result fused at `now` (seconds, the node's clock).
+
+    `transcript` is the latest final one, carried along with its age. `capture_to_output
+    _latency` is `now` minus the trigger's capture stamp and `arrival_to_publish_latency`
+    is 0: the node overwrites both just before publishing, fusion_offline keeps them (an
+    offline run must not depend on wall time).
+    """
+    out = FusionOutput()
+    out.header.stamp = sec_to_stamp(fused.stamp)
+    out.header.frame_id = frame_id
+    out.trigger_modality = fused.trigger_modality
+    out.trigger_seq = fused.trigger_seq
+    out.strategy = fused.strategy
+    out.labels = list(fused.labels)
+    out.scores = np.asarray(fused.scores, np.float32).tolist()
+    out.decision = fused.decision
+    out.confidence = float(fused.confidence)
+    out.valid = bool(fused.valid)
+    for r in fused.modalities:
+        out.modalities.append(ModalityState(
+            modality=r.modality, present=r.present, stale=r.stale,
+            stamp=sec_to_stamp(r.stamp), age=float(r.age), weight=float(r.weight),
+            attention=float(fused.attention.get(r.modality, 0.0)),
+            seq=r.seq, received=r.received, rejected=r.rejected, dropped=r.dropped))
+    if transcript is not None and transcript.final:
+        out.transcript = transcript
+        out.transcript_age = fused.stamp - stamp_to_sec(transcript.end)
+    out.capture_to_output_latency = now - fused.stamp
+    out.arrival_to_publish_latency = 0.0
+    return out
 
 
 class FusionNode(Node):
@@ -36,8 +87,9 @@ class FusionNode(Node):
     contribution. Publishes `fusion_output` (FusionOutput) on every accepted arrival.
     """
 
-    def __init__(self):
-        super().__init__('fusion')
+    def __init__(self, **node_options):
+        """Declare parameters and subscribe; `node_options` go to rclpy's Node."""
+        super().__init__('fusion', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         names = d('modalities', ['audio', 'vision'], 'Modalities to fuse; each subscribes '
                   '<name>/embedding.', read_only=True)
@@ -110,9 +162,11 @@ class FusionNode(Node):
         self.create_subscription(Transcript, 'speech/transcript', self._on_transcript,
                                  EMBEDDING_QOS, qos_overriding_options=qos_override())
         self._published = 0
+        self._latencies = deque(maxlen=1000)  # capture_to_output of recent outputs
         self._bad = ThrottledLog(self)
         self._diag = Diagnostics(self)
-        self._diag.add('fusion', self._diagnostics)
+        self._diag.add('input', self._input_diagnostics)
+        self._diag.add('output', self._output_diagnostics)
         sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
         if self._external_sync:
             sync_by = 'message_filters.ApproximateTimeSynchronizer'
@@ -159,6 +213,17 @@ class FusionNode(Node):
             return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
 
+    # ------------------------------------------------------------------ topology
+    @property
+    def input_topics(self) -> Dict[str, str]:
+        """Return {resolved embedding topic: modality} of the modalities this node fuses."""
+        return {self.resolve_topic_name(f'{n}/embedding'): n for n in self._names}
+
+    @property
+    def output_topic(self) -> str:
+        """Return the resolved topic of the fused outputs."""
+        return self._pub.topic_name
+
     # ------------------------------------------------------------------ arrivals
     def _on_synchronized_set(self, *msgs):
         # Fuse the whole set; the output belongs to the newest member, which completed it.
@@ -167,9 +232,14 @@ class FusionNode(Node):
         for name, msg in ordered:
             self._on_embedding(name, msg, entry, publish=msg is ordered[-1][1])
 
-    def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
-                      publish: bool = True):
-        entry = time.perf_counter() if entry is None else entry
+    def fuse(self, name: str, msg: Embedding, now: float) -> Optional[FusionOutput]:
+        """
+        Fuse one Embedding that arrived on modality `name`'s topic at `now` (node clock).
+
+        Returns the FusionOutput to publish, or None when the input was rejected or dropped
+        (logged, throttled, and counted) or produced no output (rate limit, sync set not
+        complete). The subscription callbacks and fusion_offline both fuse through here.
+        """
         # Refused before the array is copied out of the message: a 10^7-float Embedding
         # must not cost the node its memory (the topic's slot counts it).
         if len(msg.data) > self._max_size or len(msg.scores) > self._max_size:
@@ -177,22 +247,15 @@ class FusionNode(Node):
             self._bad.warn((name, 'too_large'), f'rejected {name} embedding seq {msg.seq} '
                            f'(too_large): {max(len(msg.data), len(msg.scores))} values > '
                            f'max_embedding_size {self._max_size}')
-            return
-        # The topic decides the slot: an embedding that names another modality (an encoder
-        # left at its default `modality` but remapped here) is rejected there.
-        inp = EmbeddingInput(
-            modality=msg.modality, seq=msg.seq, stamp=stamp_to_sec(msg.header.stamp),
-            data=np.asarray(msg.data, np.float32), labels=list(msg.labels),
-            scores=np.asarray(msg.scores, np.float32), encoder_id=msg.encoder_id,
-            frame_id=msg.header.frame_id)
-        now = now_sec(self)
+            return None
+        inp = embedding_to_input(msg)
         try:
             with self._lock:
                 result = self._engine.update(inp, now, arrived_on=name)
         except Exception as err:  # noqa: BLE001 - one bad arrival must not stop fusion
             self._bad.warn((name, 'engine_error'), f'{name} embedding seq {msg.seq} could not '
                            f'be fused: {type(err).__name__}: {err}')
-            return
+            return None
         if result.reset:
             self._transcript = Transcript()
             self.get_logger().warn('time jumped backwards (bag loop or sim time reset): '
@@ -201,45 +264,31 @@ class FusionNode(Node):
             self._bad.warn((name, result.reason),
                            f'rejected {name} embedding seq {msg.seq} (modality '
                            f"'{inp.modality}'): {result.reason}")
-            return
-        if result.output is None or not publish:
-            return
-        self._publish(result.output, entry)
+            return None
+        if result.output is None:
+            return None
+        return fusion_output_msg(result.output, self._frame_id, now, self._transcript)
 
     def _on_transcript(self, msg: Transcript):
         if msg.final:  # partials stay on the transcript topic
             self._transcript = msg
 
-    def _publish(self, fused, entry: float):
-        out = FusionOutput()
-        out.header.stamp = sec_to_stamp(fused.stamp)
-        out.header.frame_id = self._frame_id
-        out.trigger_modality = fused.trigger_modality
-        out.trigger_seq = fused.trigger_seq
-        out.strategy = fused.strategy
-        out.labels = list(fused.labels)
-        out.scores = np.asarray(fused.scores, np.float32).tolist()
-        out.decision = fused.decision
-        out.confidence = float(fused.confidence)
-        out.valid = bool(fused.valid)
-        for r in fused.modalities:
-            out.modalities.append(ModalityState(
-                modality=r.modality, present=r.present, stale=r.stale,
-                stamp=sec_to_stamp(r.stamp), age=float(r.age), weight=float(r.weight),
-                attention=float(fused.attention.get(r.modality, 0.0)),
-                seq=r.seq, received=r.received, rejected=r.rejected, dropped=r.dropped))
-        out.transcript = self._transcript
-        if self._transcript.final:
-            out.transcript_age = fused.stamp - stamp_to_sec(self._transcript.end)
-        out.capture_to_output_latency = now_sec(self) - fused.stamp
+    def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
+                      publish: bool = True):
+        entry = time.perf_counter() if entry is None else entry
+        out = self.fuse(name, msg, now_sec(self))
+        if out is None or not publish:
+            return
+        out.capture_to_output_latency = now_sec(self) - stamp_to_sec(out.header.stamp)
         out.arrival_to_publish_latency = time.perf_counter() - entry
         self._pub.publish(out)
         self._published += 1
+        self._latencies.append(out.capture_to_output_latency)
 
-    def _diagnostics(self):
+    def _input_diagnostics(self):
         with self._lock:
             counters = self._engine.counters()
-        values = {'published': self._published, 'strategy': self._engine.config.strategy}
+        values = {}
         level = DiagnosticStatus.OK
         for name, c in counters.items():
             for key, value in c.items():
@@ -247,6 +296,16 @@ class FusionNode(Node):
             if c.get('rejected', 0):
                 level = DiagnosticStatus.WARN
         return level, 'ok' if level == DiagnosticStatus.OK else 'inputs rejected', values
+
+    def _output_diagnostics(self):
+        values = {'published': self._published, 'strategy': self._engine.config.strategy,
+                  'topic': self.output_topic,
+                  'subscribers': self._pub.get_subscription_count()}
+        if self._latencies:
+            lat = np.asarray(self._latencies) * 1e3
+            values.update(latency_p50_ms=round(float(np.percentile(lat, 50)), 2),
+                          latency_p99_ms=round(float(np.percentile(lat, 99)), 2))
+        return DiagnosticStatus.OK, 'ok', values
 
 
 def main(args=None):

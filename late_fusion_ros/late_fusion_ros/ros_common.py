@@ -12,6 +12,7 @@ from builtin_interfaces.msg import Time as TimeMsg
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -70,13 +71,19 @@ def sec_to_duration(t: float) -> DurationMsg:
 
 def embedding_msg(out, modality: str, encoder_id: str, seq: int, stamp: TimeMsg,
                   frame_id: str, source_duration: float, processing_time: float):
-    """Build a late_fusion_msgs/Embedding from an EncoderOutput and the source's stamp."""
+    """
+    Build a late_fusion_msgs/Embedding from an EncoderOutput and the source's stamp.
+
+    `capture_to_publish_latency` is left 0: the caller sets it when it knows the time of
+    publishing (the nodes just before publish(), fusion_offline from the bag's receipt time).
+    """
     from late_fusion_msgs.msg import Embedding
     msg = Embedding(modality=modality, encoder_id=encoder_id, seq=seq,
                     data=np.asarray(out.data, np.float32).tolist(), labels=list(out.labels),
                     scores=np.asarray(out.scores, np.float32).tolist(),
                     source_duration=sec_to_duration(source_duration),
-                    processing_time=sec_to_duration(processing_time))
+                    processing_time=sec_to_duration(processing_time),
+                    processing_seconds=float(processing_time))
     msg.header.stamp = stamp
     msg.header.frame_id = frame_id
     return msg
@@ -165,7 +172,12 @@ class Diagnostics:
 
     diagnostic_updater has no wheel here, and what it would add for a handful of counters
     is a timer and a message: this class is that, so rqt_robot_monitor and
-    diagnostic_aggregator see the same topic and message either way.
+    diagnostic_aggregator see the same topic and message either way. One status per stage
+    of the node (input, encoder, output...), named '<node FQN>: <stage>' as
+    diagnostic_updater names them with `diagnostic_updater.use_fqn` (two robots' nodes in
+    two namespaces never share a status), with the node's FQN as hardware_id, which
+    survives diagnostic_aggregator's renaming (config/diagnostic_aggregator.yaml groups
+    them) and which fusion_monitor uses to find a node's statuses.
     """
 
     def __init__(self, node: Node, period: float = 1.0):
@@ -175,7 +187,10 @@ class Diagnostics:
         # /diagnostics is absolute by convention (the aggregator listens there).
         self._pub = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._providers = []
-        self._timer = node.create_timer(period, self.publish)
+        # A steady timer: a node on sim time whose /clock is paused or gone (a bag that ended)
+        # is exactly when its diagnostics are looked at. Stamps stay on the node's clock.
+        self._timer = node.create_timer(period, self.publish,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def add(self, name: str, provider: Callable[[], tuple]) -> None:
         """Add a status; provider() returns (level, message, {key: value})."""
@@ -186,10 +201,10 @@ class Diagnostics:
         from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
         array = self._array_type()
         array.header.stamp = self._node.get_clock().now().to_msg()
+        fqn = self._node.get_fully_qualified_name()
         for name, provider in self._providers:
             level, message, values = provider()
             array.status.append(DiagnosticStatus(
-                level=level, name=f'{self._node.get_name()}: {name}', message=message,
-                hardware_id=self._node.get_fully_qualified_name(),
+                level=level, name=f'{fqn}: {name}', message=message, hardware_id=fqn,
                 values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()]))
         self._pub.publish(array)

@@ -2,24 +2,26 @@
 # Licensed under the Apache License, Version 2.0
 """Vision encoder node: camera frames in, one Embedding per encoded frame out."""
 
-from collections import Counter
+from collections import Counter, deque
 import threading
 import time
+from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
+import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from .adaptive_subscription import AdaptiveSubscription
-from .core.encoders import make_vision_encoder
+from .core.encoders import EncoderOutput, make_vision_encoder
 from .core.errors import InputError
 from .core.handover import Mailbox
 from .core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
                          MAX_IMAGE_BYTES)
 from .core.stream_stats import FrameStats
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, SENSOR_QOS,
-                         spin_node, stamp_to_sec, ThrottledLog)
+from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
+                         SENSOR_QOS, spin_node, stamp_to_sec, ThrottledLog)
 
 
 class VisionEncoderNode(Node):
@@ -35,8 +37,9 @@ class VisionEncoderNode(Node):
     capture-to-embedding latency is at most one model run plus the frame in progress.
     """
 
-    def __init__(self):
-        super().__init__('vision_encoder')
+    def __init__(self, **node_options):
+        """Declare parameters, load the model and subscribe; `node_options` go to Node."""
+        super().__init__('vision_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'vision', 'Modality name put in each Embedding.',
                            read_only=True)
@@ -75,6 +78,8 @@ class VisionEncoderNode(Node):
         self._bad = ThrottledLog(self)
         self._loss_reported = False
         self._seq = 0
+        self._published = 0
+        self._processing = deque(maxlen=100)  # seconds per frame, recent frames
 
         self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
         # image_transport naming: the compressed topic hangs off the (remapped) image topic.
@@ -85,7 +90,9 @@ class VisionEncoderNode(Node):
             self, CompressedImage if transport == 'compressed' else Image, topic,
             self._on_image, SENSOR_QOS, on_lost=self._on_lost)
         self._diag = Diagnostics(self)
-        self._diag.add('vision encoder', self._diagnostics)
+        self._diag.add('input', self._input_diagnostics)
+        self._diag.add('encoder', self._encoder_diagnostics)
+        self._diag.add('output', self._output_diagnostics)
         self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
         self._worker.start()
         self.get_logger().info(f"ready: {self._encoder.encoder_id} on '{topic}'")
@@ -125,51 +132,92 @@ class VisionEncoderNode(Node):
             'camera reliable (this subscription follows the driver), or use '
             'image_transport:=compressed.')
 
+    # ------------------------------------------------------------------ one frame
+    # The worker runs these three steps per frame; fusion_offline runs the same steps on a
+    # bag (the first two in parallel for encoders that keep no state across frames).
+    @property
+    def input_topic(self) -> str:
+        """Return the resolved image topic (…/compressed with image_transport compressed)."""
+        return self._input.topic
+
+    @property
+    def input_type(self):
+        """Return the message class subscribed: sensor_msgs Image or CompressedImage."""
+        return self._input.msg_type
+
+    @property
+    def output_topic(self) -> str:
+        """Return the resolved embedding topic."""
+        return self._pub.topic_name
+
+    @property
+    def encoder(self):
+        """Return the core VisionEncoder this node runs."""
+        return self._encoder
+
+    def convert(self, msg) -> Optional[np.ndarray]:
+        """Return an Image or CompressedImage as (H, W, 3) RGB, or None (rejected, counted)."""
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg.format, msg.data, self._max_bytes)
+                self._stream = {'encoding': msg.format, 'bytes': len(msg.data)}
+            else:
+                rgb = image_msg_to_rgb(msg, self._max_bytes)
+                self._stream = {'encoding': msg.encoding, 'bytes': len(msg.data)}
+            self._stream['resolution'] = f'{rgb.shape[1]}x{rgb.shape[0]}'
+            return rgb
+        except InputError as e:
+            self._reject(e.reason, str(e))
+        except Exception as err:  # noqa: BLE001 - e.g. a conversion backend failing
+            self._reject('conversion_error', f'{type(err).__name__}: {err}')
+        return None
+
+    def run_model(self, rgb: np.ndarray, stamp: float) -> Optional[EncoderOutput]:
+        """Encode one RGB frame captured at `stamp`; None when the model failed (counted)."""
+        try:
+            return self._encoder.encode(rgb, stamp=stamp)
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._reject('encoder_error', f'{type(err).__name__}: {err}')
+            return None
+
+    def embedding(self, msg, out: EncoderOutput, processing_time: float) -> Embedding:
+        """Return the Embedding of `out` for frame `msg` (in frame order: seq and period)."""
+        stamp = stamp_to_sec(msg.header.stamp)
+        period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
+        # Same capture stamp and frame_id as the camera frame.
+        emb = embedding_msg(out, self._modality, self._encoder.encoder_id, self._seq,
+                            msg.header.stamp, msg.header.frame_id, max(0.0, period),
+                            processing_time)
+        self._last_stamp = stamp
+        self._seq += 1
+        self._counts['encoded'] += 1
+        return emb
+
     def _work(self):
         while (msg := self._slot.get()) is not None:
             t0 = time.perf_counter()
-            try:
-                if isinstance(msg, CompressedImage):
-                    rgb = compressed_to_rgb(msg.format, msg.data, self._max_bytes)
-                    self._stream = {'encoding': msg.format, 'bytes': len(msg.data)}
-                else:
-                    rgb = image_msg_to_rgb(msg, self._max_bytes)
-                    self._stream = {'encoding': msg.encoding, 'bytes': len(msg.data)}
-                self._stream['resolution'] = f'{rgb.shape[1]}x{rgb.shape[0]}'
-            except InputError as e:
-                self._reject(e.reason, str(e))
+            rgb = self.convert(msg)
+            out = None if rgb is None else self.run_model(rgb, stamp_to_sec(msg.header.stamp))
+            if out is None:
                 continue
-            except Exception as err:  # noqa: BLE001 - e.g. a conversion backend failing
-                self._reject('conversion_error', f'{type(err).__name__}: {err}')
-                continue
-            stamp = stamp_to_sec(msg.header.stamp)
-            try:
-                out = self._encoder.encode(rgb, stamp=stamp)
-            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-                self._reject('encoder_error', f'{type(err).__name__}: {err}')
-                continue
-            period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
-            # Same capture stamp and frame_id as the camera frame.
-            emb = embedding_msg(out, self._modality, self._encoder.encoder_id, self._seq,
-                                msg.header.stamp, msg.header.frame_id, max(0.0, period),
-                                time.perf_counter() - t0)
-            self._last_stamp = stamp
-            self._seq += 1
-            self._counts['encoded'] += 1
+            processing = time.perf_counter() - t0
+            self._processing.append(processing)
+            emb = self.embedding(msg, out, processing)
             if not self._slot.closed:  # close() may have begun during the model run
+                emb.capture_to_publish_latency = now_sec(self) - stamp_to_sec(emb.header.stamp)
                 self._pub.publish(emb)
+                self._published += 1
 
     def _reject(self, reason, text):
         self._counts['rejected'] += 1
         self._counts[f'rejected_{reason}'] += 1
         self._bad.warn(reason, f'rejected image ({reason}): {text}')
 
-    def _diagnostics(self):
-        c = dict(self._counts)
-        received = max(1, c.get('received', 0))
+    def _input_diagnostics(self):
+        c = {k: v for k, v in self._counts.items() if k in ('received', 'lost')
+             or k.startswith('rejected')}
         c.update(self._stream)
-        c.update(encoder=self._encoder.encoder_id, rate_hz=round(self._stats.rate, 2),
-                 drop_rate=round(c.get('dropped', 0) / received, 3),
+        c.update(topic=self._input.topic, rate_hz=round(self._stats.rate, 2),
                  qos=self._input.describe(), publishers=self._input.publishers,
                  lost_events=self._input.lost_events,
                  incompatible_qos=self._input.incompatible)
@@ -177,7 +225,29 @@ class VisionEncoderNode(Node):
             return DiagnosticStatus.WARN, 'frames lost before the node', c
         if not self._input.publishers:
             return DiagnosticStatus.WARN, 'no camera publisher', c
+        if c.get('rejected'):
+            return DiagnosticStatus.WARN, 'frames rejected', c
         return DiagnosticStatus.OK, 'ok', c
+
+    def _encoder_diagnostics(self):
+        received = max(1, self._counts.get('received', 0))
+        c = {'encoder': self._encoder.encoder_id, 'encoded': self._counts.get('encoded', 0),
+             'dropped': self._counts.get('dropped', 0),
+             'drop_rate': round(self._counts.get('dropped', 0) / received, 3),
+             'model_errors': self._counts.get('rejected_encoder_error', 0)}
+        if self._processing:
+            ms = np.array(list(self._processing)) * 1e3  # copied at once: the worker appends
+            c.update(processing_p50_ms=round(float(np.percentile(ms, 50)), 1),
+                     processing_max_ms=round(float(ms.max()), 1))
+        if c['model_errors']:
+            return DiagnosticStatus.ERROR, 'the model failed', c
+        # Latest-frame-wins drops are by design (the model is slower than the camera).
+        return DiagnosticStatus.OK, 'ok', c
+
+    def _output_diagnostics(self):
+        return DiagnosticStatus.OK, 'ok', {
+            'published': self._published, 'topic': self.output_topic,
+            'subscribers': self._pub.get_subscription_count()}
 
     def close(self):
         """Stop the worker thread (called before destroy_node)."""

@@ -106,3 +106,24 @@ def start_nodes(tmp_path_factory):
 def node_log(group: ProcessGroup, name: str) -> str:
     """Return what a node started by `start_nodes` has logged so far."""
     return open(os.path.join(group.log_dir, f'{name}.log')).read()
+
+
+def diagnostics(arrays, node: str) -> dict:
+    """
+    Return the newest /diagnostics values of `node`, all its stages merged, as a dict.
+
+    `arrays` is what RosHarness.collect gathered on /diagnostics ((receive time, array)
+    pairs). A node publishes all its statuses ('<node FQN>: <stage>', hardware_id the FQN)
+    in one array; `node` is its name, or its fully qualified name when it starts with '/'.
+    """
+    def mine(status):
+        hw = status.hardware_id
+        return hw == node if node.startswith('/') else hw.rsplit('/', 1)[-1] == node
+    for _, arr in reversed(arrays):
+        values = {}
+        for status in arr.status:
+            if mine(status):
+                values.update({kv.key: kv.value for kv in status.values})
+        if values:
+            return values
+    return {}

@@ -25,7 +25,8 @@ def write_bag(path, store):
             header=types['std_msgs/msg/Header'](stamp=stamp, frame_id='cam'),
             modality=modality, encoder_id='test', seq=seq,
             data=np.asarray(data, np.float32), labels=labels,
-            scores=np.asarray(scores, np.float32), source_duration=zero, processing_time=zero)
+            scores=np.asarray(scores, np.float32), source_duration=zero, processing_time=zero,
+            processing_seconds=0.0, capture_to_publish_latency=0.0)
 
     with Writer(path, version=9) as writer:
         audio = writer.add_connection('/audio/embedding', EMBEDDING, typestore=store)

@@ -12,7 +12,7 @@ latest-frame-wins under a burst. Real models on real media throughout.
 import time
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
-from conftest import node_log
+from conftest import diagnostics, node_log
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding
 from late_fusion_ros.bringup import default_params_file, NodeSpec
@@ -90,12 +90,7 @@ def nodes(ros, start_nodes):
 
 
 def _diag(ros, node: str) -> dict:
-    """Return the newest diagnostics values of `node` as a dict."""
-    for _, arr in reversed(ros.diag):
-        for status in arr.status:
-            if status.name.startswith(f'{node}:'):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
+    return diagnostics(ros.diag, node)
 
 
 def _wait_diag(ros, node, key, predicate, timeout=5.0):

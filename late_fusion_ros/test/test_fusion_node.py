@@ -133,7 +133,7 @@ def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
     # Diagnostics carry the same counters, per modality and per reason.
     assert ros.wait_for(lambda: any(
         kv.key == 'vision.rejected' and kv.value == '6'
-        for _, arr in fusion['diag'] for st in arr.status if st.name.startswith('fusion:')
+        for _, arr in fusion['diag'] for st in arr.status if st.name == '/fusion: input'
         for kv in st.values), 5.0)
     log = node_log(fusion['group'], 'fusion')
     for reason in ('non_finite', 'wrong_dimension', 'empty', 'length_mismatch', 'too_large',

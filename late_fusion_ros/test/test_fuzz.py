@@ -28,6 +28,7 @@ import time
 import zlib
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
+from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import default_params_file, NodeSpec
@@ -95,18 +96,7 @@ def graph(ros, start_nodes):
 
 
 def _diag(diag, node) -> dict:
-    """Return every key of `node`'s newest diagnostics, all its statuses merged."""
-    latest = {}
-    for _, arr in reversed(diag):
-        for status in arr.status:
-            if status.hardware_id.rsplit('/', 1)[-1] == node and status.name not in latest:
-                latest[status.name] = {kv.key: kv.value for kv in status.values}
-        if latest:
-            break
-    merged = {}
-    for values in latest.values():
-        merged.update(values)
-    return merged
+    return diagnostics(diag, node)
 
 
 def _png(width, height, rng):

@@ -15,7 +15,7 @@ import os
 import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-from conftest import RosHarness
+from conftest import diagnostics, RosHarness
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import node_specs
@@ -137,11 +137,8 @@ def run(tmp_path_factory):
 
 def _latest_diag(driver) -> dict:
     """Return {node: {key: value}} from the newest diagnostics of each node."""
-    out = {}
-    for _, arr in driver.diag:
-        for status in arr.status:
-            out[status.name.split(':')[0]] = {kv.key: kv.value for kv in status.values}
-    return out
+    names = ('audio_encoder', 'vision_encoder', 'fusion')
+    return {n: diagnostics(driver.diag, n) for n in names}
 
 
 def _by_trigger(run, modality):

@@ -16,6 +16,7 @@ import subprocess
 import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
 from late_fusion_ros.bringup import node_specs, ros_args
@@ -45,11 +46,7 @@ def _sec(stamp) -> float:
 
 def _diag(ros, node: str) -> dict:
     """Return the newest diagnostics values of `node` as a dict."""
-    for _, arr in reversed(ros.received.get('/diagnostics', [])):
-        for status in arr.status:
-            if status.name.startswith(f'{node}:'):
-                return {kv.key: kv.value for kv in status.values}
-    return {}
+    return diagnostics(ros.received.get('/diagnostics', []), node)
 
 
 def _nice_values(pid: int) -> list:

@@ -83,6 +83,10 @@ class VisionEncoder:
 
     name = ''
     encoder_id = ''
+    # True when encode() keeps no state across frames and may run on several frames at
+    # once from several threads (fusion_offline then encodes frames in parallel); False
+    # (the safe default) for temporal models such as the face encoder's mouth movement.
+    stateless = False
 
     def encode(self, rgb: np.ndarray, stamp: Optional[float] = None) -> EncoderOutput:
         """Encode one (H, W, 3) uint8 RGB image captured at `stamp` (None: unknown)."""

@@ -40,6 +40,7 @@ class EfficientNetLite0Encoder(VisionEncoder):
     name = 'efficientnet_lite0'
     image_size = 224
     dim = 1280
+    stateless = True  # one frame in, one embedding out; torch inference is thread-safe
 
     def __init__(self, device: str = 'cpu', top_k: int = 5, **_):
         import torch
