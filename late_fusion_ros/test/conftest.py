@@ -289,7 +289,12 @@ def ros_tools():
 
 
 def yaml_parameters(path, role: str) -> dict:
-    """Return the flattened parameters of section `/**/<role>` of a parameters file."""
+    """
+    Return the flattened parameters of section `/**/<role>` of a parameters file.
+
+    For the fusion node, without the `modality_params` of modalities it does not fuse: it
+    declares only those of its `modalities` (and says so at start-up).
+    """
     with open(path) as f:
         section = yaml.safe_load(f)[f'/**/{role}']['ros__parameters']
     flat = {}
@@ -302,6 +307,10 @@ def yaml_parameters(path, role: str) -> dict:
                 flat[f'{prefix}{k}'] = v
 
     walk(section, '')
+    fused = flat.get('modalities')
+    if role == 'fusion' and fused:
+        flat = {k: v for k, v in flat.items() if not k.startswith('modality_params.')
+                or k.split('.')[1] in fused}
     return flat
 
 

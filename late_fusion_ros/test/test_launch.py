@@ -28,11 +28,25 @@ import yaml
 pytestmark = pytest.mark.integration
 
 LAUNCH = ['launch', 'late_fusion_ros', 'late_fusion.launch.py']
-DRIVER_TOPICS = {'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info',
-                 'image_topic': '/camera/image_raw'}
-# The player publishes audio_stamped, audio_info and image: remapped like a real driver's.
-PLAYER_REMAPS = ['-r', 'audio_stamped:=/mic/audio_stamped', '-r', 'audio_info:=/mic/audio_info',
-                 '-r', 'image:=/camera/image_raw']
+
+
+def driver(prefix: str):
+    """
+    Return (player remappings, launch topic arguments) for a driver under `prefix`.
+
+    The player publishes audio_stamped, audio_info and image: remapped like a real driver's
+    (/mic/..., /camera/...). Each graph of this module has its own prefix, so a player
+    still running from an earlier graph can never feed a later one.
+    """
+    topics = {'audio_topic': f'{prefix}/mic/audio_stamped',
+              'audio_info_topic': f'{prefix}/mic/audio_info',
+              'image_topic': f'{prefix}/camera/image_raw'}
+    remaps = ['-r', f'audio_stamped:={topics["audio_topic"]}',
+              '-r', f'audio_info:={topics["audio_info_topic"]}',
+              '-r', f'image:={topics["image_topic"]}']
+    return remaps, topics
+
+
 NODES = ('audio_encoder', 'vision_encoder', 'fusion')
 
 
@@ -57,9 +71,10 @@ def graph(ros_tools, tmp_path_factory):
     doc['/**/fusoin'] = {'ros__parameters': {'strategy': 'log_linear'}}
     params = tmp / 'my_params.yaml'
     params.write_text(yaml.safe_dump(doc))
-    player = ros_tools.start(PLAYER + PLAYER_REMAPS, tmp / 'player.log')
+    remaps, topics = driver('')
+    player = ros_tools.start(PLAYER + remaps, tmp / 'player.log')
     launch = ros_tools.start(
-        LAUNCH + launch_args(params_file=params, **DRIVER_TOPICS), tmp / 'launch.log')
+        LAUNCH + launch_args(params_file=params, **topics), tmp / 'launch.log')
     ros_tools.wait_for_nodes([f'/{n}' for n in NODES] + ['/media_player'])
     yield {'launch': launch, 'player': player, 'params': params}
     launch.stop()
@@ -115,7 +130,8 @@ def test_unknown_section_and_parameter_are_reported_at_start_up(ros_tools, graph
 
 def test_strategy_options_are_declared_listable_and_settable(ros_tools, graph):
     """Every option of every strategy is a declared parameter, validated when set."""
-    listed = ros_tools.ros2('param', 'list', '/fusion', '--no-daemon', '--spin-time', '5').stdout
+    listed = ros_tools.ros2('param', 'list', '/fusion', '--no-daemon',
+                            '--spin-time', '5').stdout
     names = {line.strip() for line in listed.splitlines()}
     for strategy, cls in STRATEGIES.items():
         for option in cls.PARAMS:
@@ -125,12 +141,14 @@ def test_strategy_options_are_declared_listable_and_settable(ros_tools, graph):
     assert 'Type: double' in desc and 'log_linear' in desc, desc
 
     def param_set(name, value):
-        return ros_tools.ros2('param', 'set', '/fusion', name, value, '--no-daemon',
-                              '--timeout', '30', check=False).stdout
+        run = ros_tools.ros2('param', 'set', '/fusion', name, value, '--no-daemon',
+                             '--timeout', '30', check=False)
+        return run.stdout + run.stderr
 
     assert 'Set parameter successful' in param_set('strategy_params.log_linear.eps', '0.01')
-    assert 'Set parameter failed' in param_set('strategy_params.log_linear.eps', '0.7')
-    assert 'Set parameter failed' in param_set('policy', 'sync')  # read-only
+    assert 'Setting parameter failed: log_linear: eps' in param_set(
+        'strategy_params.log_linear.eps', '0.7')
+    assert 'Setting parameter failed' in param_set('policy', 'sync')  # read-only
     get = ros_tools.ros2('param', 'get', '/fusion', 'strategy_params.log_linear.eps',
                          '--no-daemon', '--timeout', '30').stdout
     assert 'Double value is: 0.01' in get
@@ -149,6 +167,7 @@ def test_diagnostics_echo(ros_tools, graph):
 def test_sigint_to_ros2_launch_ends_every_node_with_exit_code_0(graph):
     """Ctrl-C: SIGINT to the launch process alone; it passes it on, every node exits 0."""
     assert_clean_sigint(graph['launch'], sorted(f'{n}_node' for n in NODES))
+    assert graph['player'].stop(group=True) == 0  # Ctrl-C in the driver's terminal
 
 
 # ---------------------------------------------------------------------- face and sim time
@@ -165,25 +184,27 @@ def sim_graph(ros, ros_tools, tmp_path_factory):
         clock.publish(Clock(clock=Time(sec=int(t), nanosec=int((t % 1) * 1e9))))
 
     timer = ros.node.create_timer(0.02, tick)
-    player = ros_tools.start(PLAYER + ['-p', 'use_sim_time:=true'] + PLAYER_REMAPS,
-                             tmp / 'player.log')
+    remaps, topics = driver('/sim')
+    player = ros_tools.start(PLAYER + ['-p', 'use_sim_time:=true'] + remaps, tmp / 'player.log')
+    # In its own namespace too: nothing of the first graph can answer for this one.
     launch = ros_tools.start(LAUNCH + launch_args(face='true', use_sim_time='true',
-                                                  **DRIVER_TOPICS), tmp / 'launch.log')
-    ros_tools.wait_for_nodes([f'/{n}' for n in NODES + ('face_encoder',)])
-    yield {'launch': launch, 'sim0': sim0, 'start': start}
+                                                  namespace='sim', **topics),
+                             tmp / 'launch.log')
+    ros_tools.wait_for_nodes([f'/sim/{n}' for n in NODES + ('face_encoder',)])
+    yield {'launch': launch, 'player': player, 'sim0': sim0, 'start': start}
     launch.stop()
     player.stop(group=True)
     ros.node.destroy_timer(timer)
 
 
 def test_face_true_adds_the_face_encoder_and_its_modality(ros_tools, sim_graph):
-    """face:=true: /face_encoder with its YAML section; the fusion node fuses face cues."""
-    assert_parameters_applied(ros_tools, '/face_encoder',
+    """face:=true: a face encoder with its YAML section; the fusion node fuses face cues."""
+    assert_parameters_applied(ros_tools, '/sim/face_encoder',
                               yaml_parameters(default_params_file(), 'face_encoder'))
-    get = ros_tools.ros2('param', 'get', '/fusion', 'modalities', '--no-daemon',
+    get = ros_tools.ros2('param', 'get', '/sim/fusion', 'modalities', '--no-daemon',
                          '--timeout', '30').stdout
     assert "['audio', 'vision', 'face']" in get, get
-    msg = echo_once(ros_tools, '/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
+    msg = echo_once(ros_tools, '/sim/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
                     'm.trigger_modality == "face"')
     assert [m['modality'] for m in msg['modalities']] == ['audio', 'vision', 'face']
 
@@ -191,9 +212,9 @@ def test_face_true_adds_the_face_encoder_and_its_modality(ros_tools, sim_graph):
 def test_use_sim_time_true_runs_every_node_on_clock(ros_tools, sim_graph):
     """use_sim_time:=true reaches every node, and outputs carry /clock time, not wall time."""
     for node in NODES + ('face_encoder',):
-        assert ros_tools.param_dump(f'/{node}')['use_sim_time'] is True, node
-    msg = echo_once(ros_tools, '/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
-                    'm.trigger_modality == "audio" and m.header.stamp.sec > 1000')
+        assert ros_tools.param_dump(f'/sim/{node}')['use_sim_time'] is True, node
+    msg = echo_once(ros_tools, '/sim/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
+                    'm.trigger_modality == "audio" and 1000 < m.header.stamp.sec < 10**6')
     sim_now = sim_graph['sim0'] + time.monotonic() - sim_graph['start']
     stamp = msg['header']['stamp']['sec'] + msg['header']['stamp']['nanosec'] * 1e-9
     assert sim_graph['sim0'] < stamp <= sim_now + 1.0, (stamp, sim_now)
@@ -201,9 +222,11 @@ def test_use_sim_time_true_runs_every_node_on_clock(ros_tools, sim_graph):
 
 
 def test_sigint_ends_the_face_and_sim_time_graph_cleanly(sim_graph):
-    """The four nodes of face:=true exit 0 on Ctrl-C too."""
+    """The four nodes of face:=true exit 0 on Ctrl-C too; no input was refused meanwhile."""
     assert_clean_sigint(sim_graph['launch'], ['audio_encoder_node', 'fusion_node',
                                               'vision_encoder_node', 'vision_encoder_node'])
+    # On /clock, stamps and the nodes' clocks agree: nothing is 'from the future'.
+    assert 'future_stamp' not in sim_graph['launch'].output()
 
 
 # ---------------------------------------------------------------------- message_filters
