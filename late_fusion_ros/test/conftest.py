@@ -228,6 +228,25 @@ class RosTools:
             f'nodes {sorted(set(names) - set(seen))} not in the graph after {timeout} s: {seen}'
         return seen
 
+    def topic_counts(self) -> Dict[str, tuple]:
+        """Return {topic: (publishers, subscribers)} from one `ros2 topic list -v`."""
+        out = self.ros2('topic', 'list', '-v', '--no-daemon', '--spin-time', '5').stdout
+        counts: Dict[str, list] = {}
+        column = 0
+        for line in out.splitlines():
+            if line.startswith(('Published', 'Subscribed')):
+                column = 0 if line.startswith('Published') else 1
+            match = re.match(r'\s*\* (\S+) \[.*\] (\d+) ', line)
+            if match:
+                counts.setdefault(match[1], [0, 0])[column] = int(match[2])
+        return {topic: tuple(c) for topic, c in counts.items()}
+
+    def param_dumps(self, nodes) -> Dict[str, dict]:
+        """Return `param_dump` of several nodes, asked concurrently (each waits on DDS)."""
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(nodes, pool.map(self.param_dump, nodes)))
+
     def param_dump(self, node: str, timeout: float = 60.0) -> dict:
         """Return every parameter of `node` (flattened names) from `ros2 param dump`."""
         out = self.ros2('param', 'dump', node, '--no-daemon', '--timeout', '30',
@@ -314,9 +333,10 @@ def yaml_parameters(path, role: str) -> dict:
     return flat
 
 
-def assert_parameters_applied(tools: RosTools, node: str, expected: dict):
-    """Check with `ros2 param dump` that `node` runs with every value in `expected`."""
-    actual = tools.param_dump(node)
+def assert_parameters_applied(tools: RosTools, node: str, expected: dict,
+                              actual: Optional[dict] = None):
+    """Check with `ros2 param dump` (or its `actual` output) that `node` has `expected`."""
+    actual = tools.param_dump(node) if actual is None else actual
 
     def same(a, b):
         if isinstance(b, float) and isinstance(a, (int, float)):

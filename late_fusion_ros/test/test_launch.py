@@ -97,20 +97,23 @@ def test_node_list_and_topic_info_show_the_readme_graph(ros_tools, graph):
     """Three nodes; encoders on the remapped driver topics feed <modality>/embedding."""
     nodes = ros_tools.node_list()
     assert {f'/{n}' for n in NODES} <= set(nodes), nodes
-    for topic, pubs, subs in (('/mic/audio_stamped', 1, 1), ('/camera/image_raw', 1, 1),
-                              ('/audio/embedding', 1, 1), ('/vision/embedding', 1, 1),
-                              ('/fusion_output', 1, 0)):
-        out = ros_tools.ros2('topic', 'info', topic, '--no-daemon', '--spin-time', '5').stdout
-        assert f'Publisher count: {pubs}' in out, out
-        assert f'Subscription count: {subs}' in out, out
+    counts = ros_tools.topic_counts()
+    for topic, pubs_subs in (('/mic/audio_stamped', (1, 1)), ('/camera/image_raw', (1, 1)),
+                             ('/audio/embedding', (1, 1)), ('/vision/embedding', (1, 1)),
+                             ('/fusion_output', (1, 0))):
+        assert counts.get(topic, (0, 0)) == pubs_subs, (topic, counts)
+    info = ros_tools.ros2('topic', 'info', '/fusion_output', '--no-daemon',
+                          '--spin-time', '5').stdout
+    assert 'Type: late_fusion_msgs/msg/FusionOutput' in info, info
 
 
 def test_every_parameter_of_the_file_is_applied(ros_tools, graph):
     """`ros2 param dump` of each node shows every value of its section of params_file."""
+    dumps = ros_tools.param_dumps([f'/{node}' for node in NODES])
     for node in NODES:
         expected = yaml_parameters(graph['params'], node)
         expected.pop('modality_params.audio.max_agee', None)  # the user's typo, see below
-        assert_parameters_applied(ros_tools, f'/{node}', expected)
+        assert_parameters_applied(ros_tools, f'/{node}', expected, dumps[f'/{node}'])
     get = ros_tools.ros2('param', 'get', '/fusion', 'modality_params.audio.max_age',
                          '--no-daemon', '--timeout', '30').stdout
     assert 'Double value is: 0.5' in get
@@ -211,8 +214,9 @@ def test_face_true_adds_the_face_encoder_and_its_modality(ros_tools, sim_graph):
 
 def test_use_sim_time_true_runs_every_node_on_clock(ros_tools, sim_graph):
     """use_sim_time:=true reaches every node, and outputs carry /clock time, not wall time."""
-    for node in NODES + ('face_encoder',):
-        assert ros_tools.param_dump(f'/sim/{node}')['use_sim_time'] is True, node
+    dumps = ros_tools.param_dumps([f'/sim/{node}' for node in NODES + ('face_encoder',)])
+    for node, dump in dumps.items():
+        assert dump['use_sim_time'] is True, node
     msg = echo_once(ros_tools, '/sim/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
                     'm.trigger_modality == "audio" and 1000 < m.header.stamp.sec < 10**6')
     sim_now = sim_graph['sim0'] + time.monotonic() - sim_graph['start']

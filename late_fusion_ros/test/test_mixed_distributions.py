@@ -66,8 +66,8 @@ def environments():
 
 
 @pytest.mark.parametrize('driver, nodes', [('jazzy', 'kilted'), ('kilted', 'jazzy')])
-def test_driver_on_one_distribution_nodes_on_the_other(ros, environments, tmp_path, driver,
-                                                        nodes):
+def test_driver_on_one_distribution_nodes_on_the_other(ros, environments, tmp_path,
+                                                       driver, nodes):
     """Outputs triggered by the microphone and by the camera arrive across releases."""
     namespace = f'/mixed_{driver}_{nodes}'
     outputs = ros.collect(FusionOutput, f'{namespace}/fusion_output')

@@ -65,8 +65,10 @@ def test_two_launched_robots_apply_every_yaml_parameter(ros_tools, robots):
     """namespace:=robot1, and PushRosNamespace + a renamed node: the same YAML applies."""
     nodes = ros_tools.node_list()
     assert not {'/fusion', '/audio_encoder', '/vision_encoder'} & set(nodes), nodes
+    dumps = ros_tools.param_dumps([fqn for fqn, _ in LAUNCHED])
     for fqn, role in LAUNCHED:
-        assert_parameters_applied(ros_tools, fqn, yaml_parameters(default_params_file(), role))
+        assert_parameters_applied(ros_tools, fqn, yaml_parameters(default_params_file(), role),
+                                  dumps[fqn])
 
 
 def test_each_robot_fuses_its_own_driver(ros_tools, robots):
@@ -75,10 +77,11 @@ def test_each_robot_fuses_its_own_driver(ros_tools, robots):
         msg = echo_once(ros_tools, f'/{robot}/fusion_output',
                         'late_fusion_msgs/msg/FusionOutput', 'm.trigger_modality == "vision"')
         assert [m['modality'] for m in msg['modalities']] == ['audio', 'vision']
-        for topic in ('audio_stamped', 'audio/embedding', 'vision/embedding'):
-            out = ros_tools.ros2('topic', 'info', f'/{robot}/{topic}', '--no-daemon',
-                                 '--spin-time', '5').stdout
-            assert 'Publisher count: 1' in out and 'Subscription count: 1' in out, out
+    counts = ros_tools.topic_counts()
+    for robot in ('robot1', 'robot2'):
+        for topic in ('audio_stamped', 'image', 'audio/embedding', 'vision/embedding'):
+            assert counts.get(f'/{robot}/{topic}') == (1, 1), (robot, topic, counts)
+        assert counts.get(f'/{robot}/fusion_output', (0, 0))[0] == 1, counts
 
 
 def test_the_package_yaml_reports_nothing_in_a_namespace(robots):
@@ -107,9 +110,11 @@ def test_bringup_two_namespaces_and_renamed_nodes_apply_every_yaml_parameter(
     try:
         assert group.start_all(robot3 + robot4) == []
         ros_tools.wait_for_nodes([s.fqn for s in robot3 + robot4])
+        dumps = ros_tools.param_dumps([s.fqn for s in robot3 + robot4])
         for spec in robot3 + robot4:
             assert_parameters_applied(ros_tools, spec.fqn,
-                                      yaml_parameters(default_params_file(), spec.role))
+                                      yaml_parameters(default_params_file(), spec.role),
+                                      dumps[spec.fqn])
     finally:
         codes = group.stop()
     assert set(codes.values()) == {0}, codes
