@@ -72,8 +72,7 @@ def main(argv=None):
     specs = node_specs(face=args.face)
     print('starting media player, audio encoder, vision encoder and fusion node '
           f"(ROS_DOMAIN_ID={os.environ.get('ROS_DOMAIN_ID', '0')}); Ctrl-C stops", flush=True)
-    for spec in [player] + specs:
-        group.start(spec)
+    group.start_all([player] + specs)  # reports parameters-file sections that fit no node
     try:
         count = _monitor(args.duration, args.print_every)
     finally:
