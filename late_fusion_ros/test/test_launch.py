@@ -267,13 +267,17 @@ def test_policy_sync_runs_on_the_real_message_filters(ros, ros_tools, tmp_path):
             if ros.wait_for(lambda: box, 0.5):
                 break
         assert box, 'no synchronised output'
-        time.sleep(0.5)
+        time.sleep(0.5)  # outputs of sets sent during discovery may still be on their way
         n = len(box)
-        pubs['audio'].publish(emb('audio', 100, time.time()))  # alone: no set, no output
+        t = time.time()
+        pubs['audio'].publish(emb('audio', 100, t))  # alone: no set, so no output ...
         time.sleep(1.0)
         assert len(box) == n, 'an audio embedding without a vision partner was fused'
+        pubs['vision'].publish(emb('vision', 100, t + 0.05))  # ... until its partner comes
+        assert ros.wait_for(lambda: len(box) > n, 10.0), 'the completed set was not fused'
         out = box[-1][1]
         assert out.trigger_modality == 'vision'  # the newer member completes the set
+        assert {m.modality: m.seq for m in out.modalities} == {'audio': 100, 'vision': 100}
         assert all(m.present for m in out.modalities)
     finally:
         codes = group.stop()
