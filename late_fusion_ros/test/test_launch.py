@@ -85,7 +85,8 @@ def test_launch_onto_remapped_driver_topics_fuses_both_modalities(ros_tools, gra
     """`ros2 topic echo` sees FusionOutputs triggered by the microphone and by the camera."""
     for trigger in ('audio', 'vision'):
         msg = echo_once(ros_tools, '/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
-                        f'm.trigger_modality == "{trigger}" and m.valid')
+                        f'm.trigger_modality == "{trigger}" and m.valid and '
+                        'all(s.present for s in m.modalities)')
         assert msg['header']['frame_id'] == 'base_link'
         assert msg['strategy'] == 'speaking_to_robot'
         assert msg['decision'] in ('speaking', 'not_speaking')
