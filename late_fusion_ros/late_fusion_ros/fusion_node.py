@@ -14,7 +14,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
 from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult,
-                          ModalityConfig, STRATEGIES)
+                          make_strategy, ModalityConfig, STRATEGIES)
 from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
                          sec_to_stamp, spin_node, stamp_to_sec, ThrottledLog)
 
@@ -96,14 +96,14 @@ class FusionNode(Node):
         d('strategy', 'speaking_to_robot', f'Fusion strategy: {", ".join(sorted(STRATEGIES))}.')
         d('model_path', '', 'File of the meta_learner or attention strategy (train_fusion '
           'writes it).')
-        # Per-strategy options, e.g. strategy_params.speaking_to_robot.threshold: 0.6. Their
-        # names depend on the strategy, so every one given in the parameters file is
-        # declared (typed by its YAML value) and checked by the strategy itself. rclpy has
-        # no public accessor for the overrides given at start-up; this attribute is stable.
-        for name in self._parameter_overrides:
-            if name.startswith('strategy_params.'):
-                d(name, self._parameter_overrides[name].value,
-                  'Option of the strategy named in the key.', dynamic_typing=True)
+        # Every strategy's options, declared from its defaults (PARAMS; the type follows the
+        # default), e.g. strategy_params.speaking_to_robot.threshold: listable, settable from
+        # the parameters file and at run time; the strategy itself checks the values.
+        for strategy, cls in sorted(STRATEGIES.items()):
+            for option, default in cls.PARAMS.items():
+                d(f'strategy_params.{strategy}.{option}', default,
+                  f'{strategy} strategy option (used while strategy is {strategy}); default '
+                  f'{default!r}.')
         # REP 105: the fused output describes the robot's situation, not one sensor's view.
         self._frame_id = d('frame_id', 'base_link', 'frame_id of every FusionOutput (the '
                            "triggering sensors' frames stay in their Embeddings).",
@@ -202,16 +202,37 @@ class FusionNode(Node):
         values.update(overrides)
         return values
 
+    def unused_parameter_reason(self, name: str) -> str:
+        """Explain a given-but-undeclared parameter that is unused on purpose (else '')."""
+        parts = name.split('.')
+        if parts[0] == 'modality_params' and len(parts) == 3 and parts[1] not in self._names:
+            return f"modality '{parts[1]}' is not in modalities {self._names}"
+        return ''
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Validate a run-time change fully, then swap the configuration between arrivals."""
         overrides = {p.name: p.value for p in params}
         try:
+            self._check_inactive_strategies(overrides)
             config = self._config_from(overrides)
             with self._lock:
                 self._engine.reconfigure(config)
         except (ValueError, TypeError, OSError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
+
+    def _check_inactive_strategies(self, overrides: dict) -> None:
+        """Refuse bad options of a strategy that is not active now, where that is possible."""
+        active = overrides.get('strategy', self.get_parameter('strategy').value)
+        values = self._all_params(overrides)
+        for strategy in {k.split('.')[1] for k in overrides if k.startswith('strategy_params.')}:
+            cls = STRATEGIES.get(strategy)
+            # The learned strategies need their model file; they are checked when selected.
+            if strategy == active or cls is None or 'model_path' in cls.PARAMS:
+                continue
+            prefix = f'strategy_params.{strategy}.'
+            make_strategy(strategy, {k[len(prefix):]: v for k, v in values.items()
+                                     if k.startswith(prefix)}, self._engine.config.modalities)
 
     # ------------------------------------------------------------------ topology
     @property

@@ -6,16 +6,33 @@ Shared fixtures for tests that start real nodes over real DDS.
 `ros` is one rclpy context per test module with a test node spinning in the background
 (SingleThreadedExecutor: the multi-threaded one busy-polls both cores of this machine).
 `start_nodes` starts node executables as processes and stops them with SIGINT afterwards,
-checking that each one exits 0 without a traceback.
+checking that each one exits 0 without a traceback. `ros_tools` provides the real `ros2`
+CLI, `ros2 launch` (launch_ros) and message_filters: the system's where ROS is installed,
+otherwise built once per run from ../shared/vendor into the build folder.
 """
 
 import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
+from typing import Dict, List, Optional
 
 from late_fusion_ros.bringup import NodeSpec
 from late_fusion_ros.launcher import ProcessGroup
 import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The driver of the launch tests: real speech and photos on a 48 kHz stereo microphone and a
+# 1280x720 reliable camera. 5 fps (a common rate for a robot's ML camera) keeps two graphs
+# within 2 shared cores.
+PLAYER = ['run', 'late_fusion_ros', 'media_player_node', '--ros-args', '-p', 'fps:=5.0']
+VENDOR_SCRIPT = ROOT.parent / 'shared' / 'vendor' / 'build-ros-tools.sh'
 
 
 class RosHarness:
@@ -127,3 +144,249 @@ def diagnostics(arrays, node: str) -> dict:
         if values:
             return values
     return {}
+
+
+# ---------------------------------------------------------------------- the real ROS tools
+def _sigint_default():
+    # A process started from a script's background job inherits SIGINT as ignored, and
+    # `ros2 launch` then ignores Ctrl-C: give every child the default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Background:
+    """A `ros2` process (launch, run) in its own session, its output in a log file."""
+
+    def __init__(self, cmd: List[str], env: Dict[str, str], log_path: str):
+        self.cmd = cmd
+        self.log_path = log_path
+        self._log = open(log_path, 'w')
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True,
+                                     preexec_fn=_sigint_default)
+        self.returncode: Optional[int] = None
+
+    def output(self) -> str:
+        """Return everything the process has printed so far."""
+        with open(self.log_path, errors='replace') as f:
+            return f.read()
+
+    def wait_for_output(self, text: str, timeout: float) -> bool:
+        """Poll the output for `text` until `timeout` seconds pass or the process ends."""
+        return RosHarness.wait_for(lambda: text in self.output() or self.proc.poll() is not None,
+                                   timeout, 0.2) and text in self.output()
+
+    def stop(self, timeout: float = 30.0, group: bool = False) -> int:
+        """
+        Send SIGINT, as Ctrl-C would, and return the exit code.
+
+        To the process itself (`ros2 launch` must pass it on to its nodes), or with `group`
+        to its whole process group as a terminal does. A process still running after
+        `timeout` is killed with its group and the test fails.
+        """
+        if self.proc.poll() is None:
+            if group:
+                os.killpg(self.proc.pid, signal.SIGINT)
+            else:
+                self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                self._log.close()
+                pytest.fail(f'{" ".join(self.cmd[:3])} ignored SIGINT for {timeout} s; killed:'
+                            f'\n{self.output()[-3000:]}')
+        self._log.close()
+        self.returncode = self.proc.returncode
+        return self.returncode
+
+    def kill(self):
+        """Last resort at teardown: kill the whole process group if still running."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._log.close()
+
+
+class RosTools:
+    """The real ros2 CLI and launch_ros: how to run them, and what a test needs to know."""
+
+    def __init__(self, kind: str, env: Dict[str, str], site: List[str], prefix=None):
+        self.kind = kind        # 'system' (installed ROS) or 'vendor' (built from ../shared)
+        self.env = env          # environment of every ros2 process (and of nodes under test)
+        self.site = site        # import paths of launch, launch_ros, message_filters
+        self.prefix = prefix
+        self.started: List[Background] = []
+
+    def ros2(self, *args: str, timeout: float = 60.0, check: bool = True):
+        """Run `ros2 ARGS`; return the CompletedProcess (text). `check`: exit 0 expected."""
+        run = subprocess.run(['ros2', *args], env=self.env, capture_output=True, text=True,
+                             timeout=timeout, preexec_fn=_sigint_default)
+        if check:
+            assert run.returncode == 0, (f'ros2 {" ".join(args)} exited {run.returncode}:\n'
+                                         f'{run.stdout[-2000:]}\n{run.stderr[-2000:]}')
+        return run
+
+    def start(self, args: List[str], log_path: str) -> Background:
+        """Start `ros2 ARGS` (launch or run) in the background; stopped at session end."""
+        proc = Background(['ros2', *args], self.env, str(log_path))
+        self.started.append(proc)
+        return proc
+
+    def node_list(self) -> List[str]:
+        """Return the graph's node names as `ros2 node list` sees them."""
+        return self.ros2('node', 'list', '--no-daemon', '--spin-time', '5').stdout.split()
+
+    def wait_for_nodes(self, names, timeout: float = 90.0) -> List[str]:
+        """Poll `ros2 node list` until every name in `names` is there; return the list."""
+        seen = []
+
+        def present():
+            seen[:] = self.node_list()
+            return set(names) <= set(seen)
+
+        assert RosHarness.wait_for(present, timeout, 0.5), \
+            f'nodes {sorted(set(names) - set(seen))} not in the graph after {timeout} s: {seen}'
+        return seen
+
+    def topic_counts(self) -> Dict[str, tuple]:
+        """Return {topic: (publishers, subscribers)} from one `ros2 topic list -v`."""
+        out = self.ros2('topic', 'list', '-v', '--no-daemon', '--spin-time', '5').stdout
+        counts: Dict[str, list] = {}
+        column = 0
+        for line in out.splitlines():
+            if line.startswith(('Published', 'Subscribed')):
+                column = 0 if line.startswith('Published') else 1
+            match = re.match(r'\s*\* (\S+) \[.*\] (\d+) ', line)
+            if match:
+                counts.setdefault(match[1], [0, 0])[column] = int(match[2])
+        return {topic: tuple(c) for topic, c in counts.items()}
+
+    def param_dumps(self, nodes) -> Dict[str, dict]:
+        """Return `param_dump` of several nodes, asked concurrently (each waits on DDS)."""
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(nodes, pool.map(self.param_dump, nodes)))
+
+    def param_dump(self, node: str, timeout: float = 60.0) -> dict:
+        """Return every parameter of `node` (flattened names) from `ros2 param dump`."""
+        out = self.ros2('param', 'dump', node, '--no-daemon', '--timeout', '30',
+                        timeout=timeout).stdout
+        doc = yaml.safe_load(out)
+        (_, section), = doc.items()
+        flat = {}
+
+        def walk(d, prefix):
+            for k, v in d.items():
+                if isinstance(v, dict):
+                    walk(v, f'{prefix}{k}.')
+                else:
+                    flat[f'{prefix}{k}'] = v
+
+        walk(section['ros__parameters'], '')
+        return flat
+
+
+def _sourced_env(setup: pathlib.Path) -> Dict[str, str]:
+    """Return the environment after `source setup` in bash (this process's as the base)."""
+    out = subprocess.run(['bash', '-c', f'source "{setup}" >/dev/null && env -0'],
+                         capture_output=True, check=True, timeout=60).stdout
+    return dict(item.split('=', 1) for item in out.decode().split('\0') if '=' in item)
+
+
+@pytest.fixture(scope='session')
+def ros_tools():
+    """
+    Provide `ros2` and launch_ros: the system's, or built from ../shared/vendor once per run.
+
+    Skips only where neither exists. The build takes ~30 s the first time and is stamped,
+    so later runs reuse it; a failing build is an error, not a skip.
+    """
+    try:
+        import launch_ros  # noqa: F401 - a system ROS: its ros2 is on PATH
+        tools = RosTools('system', dict(os.environ), [])
+        assert shutil.which('ros2'), 'launch_ros imports but there is no ros2 on PATH'
+    except ImportError:
+        if not VENDOR_SCRIPT.exists():
+            pytest.skip(f'no launch_ros installed and no {VENDOR_SCRIPT} to build it from')
+        build = pathlib.Path(os.environ.get('LATE_FUSION_BUILD_DIR', ROOT / 'build'))
+        prefix = build / 'ros-tools'
+        t0 = time.monotonic()
+        run = subprocess.run(['bash', str(VENDOR_SCRIPT), str(prefix)], capture_output=True,
+                             text=True, timeout=900)
+        assert run.returncode == 0, f'building the ROS tools failed:\n{run.stdout}{run.stderr}'
+        print(f'\n[ros_tools] {run.stdout.strip().splitlines()[-1]} '
+              f'({time.monotonic() - t0:.1f} s)', file=sys.stderr)
+        py = f'python{sys.version_info.major}.{sys.version_info.minor}'
+        tools = RosTools('vendor', _sourced_env(prefix / 'setup.bash'),
+                         [str(prefix / 'install' / 'lib' / py / 'site-packages'),
+                          str(prefix / 'pydeps')], prefix)
+    yield tools
+    for proc in tools.started:
+        proc.kill()
+    # The CLI starts one daemon per domain unless every call passes --no-daemon.
+    tools.ros2('daemon', 'stop', check=False)
+
+
+def yaml_parameters(path, role: str) -> dict:
+    """
+    Return the flattened parameters of section `/**/<role>` of a parameters file.
+
+    For the fusion node, without the `modality_params` of modalities it does not fuse: it
+    declares only those of its `modalities` (and says so at start-up).
+    """
+    with open(path) as f:
+        section = yaml.safe_load(f)[f'/**/{role}']['ros__parameters']
+    flat = {}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f'{prefix}{k}.')
+            else:
+                flat[f'{prefix}{k}'] = v
+
+    walk(section, '')
+    fused = flat.get('modalities')
+    if role == 'fusion' and fused:
+        flat = {k: v for k, v in flat.items() if not k.startswith('modality_params.')
+                or k.split('.')[1] in fused}
+    return flat
+
+
+def assert_parameters_applied(tools: RosTools, node: str, expected: dict,
+                              actual: Optional[dict] = None):
+    """Check with `ros2 param dump` (or its `actual` output) that `node` has `expected`."""
+    actual = tools.param_dump(node) if actual is None else actual
+
+    def same(a, b):
+        if isinstance(b, float) and isinstance(a, (int, float)):
+            return abs(a - b) <= 1e-9 * max(1.0, abs(b))
+        return a == b
+
+    wrong = {k: (v, actual.get(k, '<not declared>')) for k, v in expected.items()
+             if k not in actual or not same(actual[k], v)}
+    assert not wrong, f'{node}: parameter (expected, actual): {wrong}'
+
+
+def echo_once(tools, topic: str, msg_type: str, condition: str = '', timeout: float = 90.0):
+    """Return the first message on `topic` (as a dict) for which `condition` holds."""
+    args = ['topic', 'echo', '--once', topic, msg_type]
+    if condition:
+        args[3:3] = ['--filter', condition]
+    out = tools.ros2(*args, timeout=timeout).stdout
+    msg = yaml.safe_load(out.split('\n---')[0])
+    assert isinstance(msg, dict), f'ros2 topic echo printed no message:\n{out[-2000:]}'
+    return msg
+
+
+def assert_clean_sigint(launch, executables):
+    """SIGINT to ros2 launch: exit 0, and every node process reported as finished cleanly."""
+    code = launch.stop()
+    out = launch.output()
+    assert code == 0, f'ros2 launch exited {code}:\n{out[-4000:]}'
+    started = set(re.findall(r'\[INFO\] \[([\w-]+)\]: process started with pid', out))
+    clean = set(re.findall(r'\[INFO\] \[([\w-]+)\]: process has finished cleanly', out))
+    assert sorted(re.sub(r'-\d+$', '', p) for p in started) == sorted(executables), out[-4000:]
+    assert started == clean, f'not finished cleanly: {started - clean}\n{out[-4000:]}'
+    assert 'Traceback' not in out, out[-4000:]

@@ -3,20 +3,25 @@
 """
 The bring-up spec shared by the launch file and the ROS-free launcher.
 
-`ros2 launch` (launch_ros) is not installable from PyPI; the launch file builds its Node
-actions from the same `node_specs` that the demo and the integration tests start, so what
-is tested here is what the launch file starts. Where launch_ros is installed, the launch
-description itself is loaded and checked too.
+The launch file builds its Node actions from the same `node_specs` that the demo and the
+integration tests start. Here the real launch description is loaded with launch_ros (the
+system's, or the one built from ../shared/vendor) and what it would start is compared with
+what the bring-up starts; the parameters-file matching both rely on is checked against
+rcl's rules, and the package's YAML against the nodes that exist.
 """
 
 import os
-import py_compile
+import re
+import sys
 
-from late_fusion_ros.bringup import default_params_file, node_specs, ros_args
+from late_fusion_ros.bringup import (default_params_file, EXECUTABLE_NODE_NAMES, key_matches,
+                                     node_specs, NodeSpec, read_sections, resolved_parameters,
+                                     ROLES, ros_args, unmatched_sections, write_parameters)
 import pytest
 import yaml
 
 LAUNCH_FILE = os.path.join(os.path.dirname(__file__), '..', 'launch', 'late_fusion.launch.py')
+README = os.path.join(os.path.dirname(__file__), '..', '..', 'README.md')
 
 
 def test_specs_wire_driver_topics_to_the_fusion_node():
@@ -28,8 +33,7 @@ def test_specs_wire_driver_topics_to_the_fusion_node():
         'audio_stamped': '/mic/audio_stamped', 'audio': '/mic/audio_stamped',
         'audio_info': '/mic/audio_info', 'embedding': 'audio/embedding'}
     assert dict(specs['vision_encoder'].remappings)['image'] == '/camera/image_raw'
-    params = yaml.safe_load(open(default_params_file()))
-    modalities = params['fusion']['ros__parameters']['modalities']
+    modalities = _values(resolved_parameters(specs['fusion']))['modalities']
     published = {dict(s.remappings).get('embedding') for s in specs.values()}
     assert {f'{m}/embedding' for m in modalities} <= published
     assert all(s.parameters['use_sim_time'] is True for s in specs.values())
@@ -42,7 +46,6 @@ def test_face_adds_an_encoder_and_a_modality():
     fusion = specs['fusion'].parameters
     assert fusion['modalities'] == ['audio', 'vision', 'face']
     assert fusion['strategy_params.speaking_to_robot.vision'] == 'face'
-    assert '-p' in ros_args(specs['fusion'])
     assert 'modalities:=[audio,vision,face]' in ros_args(specs['fusion'])
 
 
@@ -72,19 +75,12 @@ def test_transcribe_is_opt_in_here_and_on_by_default_where_installed():
 
 
 def test_ros_args_are_what_ros2_run_takes():
-    """Remaps, params files and parameters become one --ros-args block."""
-    spec = node_specs('a', 'b', 'c', params_file='/p.yaml')[0]
-    args = ros_args(spec)
-    assert args[:3] == ['--ros-args', '-r', '__node:=audio_encoder']
-    assert '-r' in args and 'audio_stamped:=a' in args
-    assert args[args.index('--params-file') + 1] == '/p.yaml'
-    assert 'use_sim_time:=false' in args
-
-
-def test_every_node_in_the_params_file_is_started():
-    """Each section of config/late_fusion.yaml configures a node the launch file starts."""
-    params = yaml.safe_load(open(default_params_file()))
-    assert set(params) <= {s.name for s in node_specs(face=True, transcribe=True)}
+    """Name, namespace, remaps and the resolved parameters file become one --ros-args block."""
+    spec = node_specs('a', 'b', 'c', params_file='/p.yaml', namespace='robot1')[0]
+    args = ros_args(spec, '/tmp/resolved.yaml')
+    assert args[:5] == ['--ros-args', '-r', '__node:=audio_encoder', '-r', '__ns:=/robot1']
+    assert 'audio_stamped:=a' in args
+    assert args[-2:] == ['--params-file', '/tmp/resolved.yaml']
 
 
 def test_launch_file_declares_transcribe():
@@ -93,12 +89,146 @@ def test_launch_file_declares_transcribe():
     assert "'transcribe':" in text and "transcribe=arg['transcribe']" in text
 
 
-def test_launch_file_compiles_and_loads_where_launch_ros_exists(tmp_path):
-    """The launch file is valid Python; with launch_ros installed it yields the nodes."""
-    py_compile.compile(LAUNCH_FILE, cfile=str(tmp_path / 'launch.pyc'), doraise=True)
-    launch_ros = pytest.importorskip('launch_ros', reason='launch_ros has no PyPI wheel')
+@pytest.mark.parametrize('key, fqn, expected', [
+    ('/**/fusion', '/fusion', True), ('/**/fusion', '/robot1/fusion', True),
+    ('/**/fusion', '/a/b/fusion', True), ('/**/fusion', '/robot1/fusion_left', False),
+    ('fusion', '/fusion', True), ('fusion', '/robot1/fusion', False),
+    ('/*/fusion', '/robot1/fusion', True), ('/*/fusion', '/fusion', False),
+    ('/**', '/robot1/fusion', True), ('robot1/fusion', '/robot1/fusion', True),
+    ('/robot1/*', '/robot1/fusion', True), ('/robot2/fusion', '/robot1/fusion', False)])
+def test_keys_match_nodes_as_rcl_matches_them(key, fqn, expected):
+    """`/**` any namespaces, `*` one token, a bare name the root namespace only."""
+    assert key_matches(key, fqn) is expected
+
+
+def _values(params: dict) -> dict:
+    return {k: yaml.safe_load(yaml.serialize(v)) for k, v in params.items()}
+
+
+def test_every_role_in_every_namespace_and_under_any_name_gets_its_section(tmp_path):
+    """The package's YAML configures each role in the root namespace, /robot1, renamed."""
+    sections = {s.key: s for s in read_sections(default_params_file())}
+    assert set(sections) == {f'/**/{r}' for r in ROLES}
+    for namespace in ('', 'robot1', '/a/b'):
+        for spec in node_specs(face=True, transcribe=True, namespace=namespace):
+            spec.name = f'{spec.name}_left'  # renamed, as by remapping; the role stays
+            written = yaml.safe_load(open(write_parameters(spec, str(tmp_path))))
+            expected = _values(sections[f'/**/{spec.role}'].params)
+            expected.update(spec.parameters)
+            assert written == {'/**': {'ros__parameters': expected}}, spec.fqn
+        assert unmatched_sections(node_specs(namespace=namespace)) == []
+
+
+def test_resolved_file_keeps_the_users_scalars(tmp_path):
+    """Values are handed on as written (rcl types them), later sections override earlier."""
+    user = tmp_path / 'user.yaml'
+    user.write_text('/**:\n  ros__parameters:\n    frame_id: map\n'
+                    '/**/fusion:\n  ros__parameters:\n    strategy_params:\n'
+                    "      log_linear: {eps: 1e-6}\n    model_path: ''\n    frame_id: odom\n")
+    spec = NodeSpec('fusion_node', 'fusion', params_files=[str(user)],
+                    parameters={'use_sim_time': True})
+    text = open(write_parameters(spec, str(tmp_path / 'out'))).read()
+    assert 'strategy_params.log_linear.eps: 1e-6' in text  # a double to rcl, not a string
+    assert "model_path: ''" in text and 'frame_id: odom' in text and 'map' not in text
+    assert 'use_sim_time: true' in text
+
+
+def test_sections_that_configure_no_node_are_reported(tmp_path):
+    """A typo, a bare key in a namespace, another robot's section; not a role not started."""
+    user = tmp_path / 'user.yaml'
+    user.write_text('/**/fusoin:\n  ros__parameters: {a: 1}\n'
+                    'fusion:\n  ros__parameters: {b: 1}\n'
+                    '/robot2/fusion:\n  ros__parameters: {c: 1}\n'
+                    '/**/face_encoder:\n  ros__parameters: {d: 1}\n'
+                    '/**:\n  ros__parameters: {e: 1}\n')
+    lines = unmatched_sections(node_specs(params_file=str(user), namespace='robot1'))
+    assert len(lines) == 3, lines
+    assert "'/**/fusoin'" in lines[0]
+    assert "'fusion'" in lines[1] and "'/**/fusion' for every namespace" in lines[1]
+    assert "'/robot2/fusion'" in lines[2]
+
+
+def test_readme_launch_arguments_are_the_launch_files(launch_api):
+    """The README's table of launch arguments lists exactly what the launch file declares."""
     from launch.launch_description_sources import PythonLaunchDescriptionSource
     from launch import LaunchContext
     description = PythonLaunchDescriptionSource(LAUNCH_FILE).get_launch_description(
         LaunchContext())
-    assert description.entities and launch_ros is not None
+    declared = {a.name for a in description.get_launch_arguments()}
+    text = open(README).read()
+    table = text[text.index('### Launch arguments'):]
+    table = table[:table.index('\n\n', table.index('|'))]
+    documented = set(re.findall(r'^\| `(\w+)` \|', table, re.M))
+    assert declared == documented
+
+
+@pytest.fixture(scope='module')
+def launch_api(ros_tools):
+    """Make launch and launch_ros importable here: the system's or the ones built for tests."""
+    for path in reversed(ros_tools.site):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    import launch_ros
+    return launch_ros
+
+
+def _launched_nodes(args: dict):
+    """Load the real launch description with `args` and return (context, Node actions)."""
+    from launch import LaunchContext
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch_ros.actions import Node
+    context = LaunchContext()
+    context.launch_configurations.update(args)  # as `ros2 launch ... name:=value` does
+    description = PythonLaunchDescriptionSource(LAUNCH_FILE).get_launch_description(context)
+    nodes, pending = [], list(description.entities)
+    while pending:  # what LaunchService does, short of starting processes
+        entity = pending.pop(0)
+        if isinstance(entity, Node):
+            nodes.append(entity)
+        else:
+            pending[:0] = entity.visit(context) or []
+    return context, nodes
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize('args', [
+    {},
+    {'namespace': 'robot1', 'face': 'true', 'use_sim_time': 'true',
+     'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info',
+     'image_topic': '/camera/image_raw'}])
+def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
+    """Executables, names, namespaces, remappings and resolved parameters are the same."""
+    from launch.utilities import perform_substitutions
+    from launch_ros.actions import Node
+    context, nodes = _launched_nodes(args)
+    defaults = {'audio_topic': 'audio_stamped', 'audio_info_topic': 'audio_info',
+                'image_topic': 'image', 'namespace': '', 'face': 'false',
+                'use_sim_time': 'false'}
+    a = {**defaults, **args}
+    specs = node_specs(a['audio_topic'], a['audio_info_topic'], a['image_topic'],
+                       use_sim_time=a['use_sim_time'] == 'true', face=a['face'] == 'true',
+                       namespace=f"/{a['namespace']}" if a['namespace'] else '')
+    assert [n.node_executable for n in nodes] == [s.executable for s in specs]
+    for node, spec in zip(nodes, specs):
+        # launch_ros's own expansion of names, namespace, remappings and parameters
+        # (what Node.execute does before it starts the process).
+        node._perform_substitutions(context)
+        assert node.node_package == 'late_fusion_ros'
+        namespace = node.expanded_node_namespace
+        assert (namespace if namespace != Node.UNSPECIFIED_NODE_NAMESPACE else '') == \
+            spec.namespace
+        if EXECUTABLE_NODE_NAMES[spec.executable] == spec.name:
+            assert not node.is_node_name_fully_specified()  # renamable by a remapping
+        else:
+            assert node.node_name == spec.fqn
+        assert (node.expanded_remapping_rules or []) == spec.remappings
+        cmd = []
+        for part in node.cmd:
+            try:
+                cmd.append(perform_substitutions(context, part))
+            except Exception:  # noqa: BLE001 - the __node/__ns placeholders need execute()
+                cmd.append('?')
+        params = [cmd[i + 1] for i, c in enumerate(cmd) if c == '--params-file']
+        assert len(params) == 1, cmd
+        launched = yaml.safe_load(open(params[0]))
+        assert launched == yaml.safe_load(open(write_parameters(spec, str(tmp_path))))
