@@ -193,20 +193,23 @@ def _launched_nodes(args: dict):
 @pytest.mark.integration
 @pytest.mark.parametrize('args', [
     {},
-    {'namespace': 'robot1', 'face': 'true', 'use_sim_time': 'true',
+    {'namespace': 'robot1', 'face': 'true', 'use_sim_time': 'true', 'transcribe': 'false',
      'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info',
      'image_topic': '/camera/image_raw'}])
 def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
     """Executables, names, namespaces, remappings and resolved parameters are the same."""
+    from late_fusion_ros.bringup import transcription_available
     from launch.utilities import perform_substitutions
     from launch_ros.actions import Node
     context, nodes = _launched_nodes(args)
     defaults = {'audio_topic': 'audio_stamped', 'audio_info_topic': 'audio_info',
                 'image_topic': 'image', 'namespace': '', 'face': 'false',
-                'use_sim_time': 'false'}
+                'use_sim_time': 'false',
+                'transcribe': 'true' if transcription_available() else 'false'}
     a = {**defaults, **args}
     specs = node_specs(a['audio_topic'], a['audio_info_topic'], a['image_topic'],
                        use_sim_time=a['use_sim_time'] == 'true', face=a['face'] == 'true',
+                       transcribe=a['transcribe'] == 'true',
                        namespace=f"/{a['namespace']}" if a['namespace'] else '')
     assert [n.node_executable for n in nodes] == [s.executable for s in specs]
     for node, spec in zip(nodes, specs):

@@ -47,7 +47,10 @@ def driver(prefix: str):
     return remaps, topics
 
 
-NODES = ('audio_encoder', 'vision_encoder', 'fusion')
+# The launch file's defaults: transcription runs where its model is installed (it is here).
+NODES = ('audio_encoder', 'vision_encoder', 'transcription', 'fusion')
+# The face and sim-time graph leaves transcription out: it is about face:= and /clock.
+SIM_NODES = ('audio_encoder', 'vision_encoder', 'fusion', 'face_encoder')
 
 
 def launch_args(**args) -> list:
@@ -86,21 +89,22 @@ def test_launch_onto_remapped_driver_topics_fuses_both_modalities(ros_tools, gra
     for trigger in ('audio', 'vision'):
         msg = echo_once(ros_tools, '/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
                         f'm.trigger_modality == "{trigger}" and m.valid and '
-                        'all(s.present for s in m.modalities)')
+                        'm.modalities[0].present and m.modalities[1].present')
         assert msg['header']['frame_id'] == 'base_link'
         assert msg['strategy'] == 'speaking_to_robot'
         assert msg['decision'] in ('speaking', 'not_speaking')
-        assert [m['modality'] for m in msg['modalities']] == ['audio', 'vision']
+        assert [m['modality'] for m in msg['modalities']] == ['audio', 'vision', 'speech']
         assert msg['modalities'][0]['present'] and msg['modalities'][1]['present']
 
 
 def test_node_list_and_topic_info_show_the_readme_graph(ros_tools, graph):
-    """Three nodes; encoders on the remapped driver topics feed <modality>/embedding."""
+    """Four nodes; encoders on the remapped driver topics feed <modality>/embedding."""
     nodes = ros_tools.node_list()
     assert {f'/{n}' for n in NODES} <= set(nodes), nodes
     counts = ros_tools.topic_counts()
-    for topic, pubs_subs in (('/mic/audio_stamped', (1, 1)), ('/camera/image_raw', (1, 1)),
+    for topic, pubs_subs in (('/mic/audio_stamped', (1, 2)), ('/camera/image_raw', (1, 1)),
                              ('/audio/embedding', (1, 1)), ('/vision/embedding', (1, 1)),
+                             ('/speech/embedding', (1, 1)), ('/speech/transcript', (1, 1)),
                              ('/fusion_output', (1, 0))):
         assert counts.get(topic, (0, 0)) == pubs_subs, (topic, counts)
     info = ros_tools.ros2('topic', 'info', '/fusion_output', '--no-daemon',
@@ -114,6 +118,9 @@ def test_every_parameter_of_the_file_is_applied(ros_tools, graph):
     for node in NODES:
         expected = yaml_parameters(graph['params'], node)
         expected.pop('modality_params.audio.max_agee', None)  # the user's typo, see below
+        if node == 'fusion':
+            # transcribe:=true (the default here) adds the speech modality on top of the file.
+            expected['modalities'] = expected['modalities'] + ['speech']
         assert_parameters_applied(ros_tools, f'/{node}', expected, dumps[f'/{node}'])
     get = ros_tools.ros2('param', 'get', '/fusion', 'modality_params.audio.max_age',
                          '--no-daemon', '--timeout', '30').stdout
@@ -192,9 +199,9 @@ def sim_graph(ros, ros_tools, tmp_path_factory):
     player = ros_tools.start(PLAYER + ['-p', 'use_sim_time:=true'] + remaps, tmp / 'player.log')
     # In its own namespace too: nothing of the first graph can answer for this one.
     launch = ros_tools.start(LAUNCH + launch_args(face='true', use_sim_time='true',
-                                                  namespace='sim', **topics),
-                             tmp / 'launch.log')
-    ros_tools.wait_for_nodes([f'/sim/{n}' for n in NODES + ('face_encoder',)])
+                                                  transcribe='false', namespace='sim',
+                                                  **topics), tmp / 'launch.log')
+    ros_tools.wait_for_nodes([f'/sim/{n}' for n in SIM_NODES])
     yield {'launch': launch, 'player': player, 'sim0': sim0, 'start': start}
     launch.stop()
     player.stop(group=True)
@@ -215,7 +222,7 @@ def test_face_true_adds_the_face_encoder_and_its_modality(ros_tools, sim_graph):
 
 def test_use_sim_time_true_runs_every_node_on_clock(ros_tools, sim_graph):
     """use_sim_time:=true reaches every node, and outputs carry /clock time, not wall time."""
-    dumps = ros_tools.param_dumps([f'/sim/{node}' for node in NODES + ('face_encoder',)])
+    dumps = ros_tools.param_dumps([f'/sim/{node}' for node in SIM_NODES])
     for node, dump in dumps.items():
         assert dump['use_sim_time'] is True, node
     msg = echo_once(ros_tools, '/sim/fusion_output', 'late_fusion_msgs/msg/FusionOutput',
@@ -254,8 +261,10 @@ def test_policy_sync_runs_on_the_real_message_filters(ros, ros_tools, tmp_path):
         assert 'synchroniser: message_filters.ApproximateTimeSynchronizer' in open(log).read()
 
         def emb(modality, seq, t):
+            # As the default encoders make them: the YAML checks their dimensions.
             msg = Embedding(modality=modality, seq=seq, labels=['speech' if modality == 'audio'
-                                                                else 'face'], scores=[0.9])
+                                                                else 'face'], scores=[0.9],
+                            data=[0.9] if modality == 'audio' else [0.1] * 1280)
             msg.header.stamp.sec, msg.header.stamp.nanosec = int(t), int((t % 1) * 1e9)
             return msg
 

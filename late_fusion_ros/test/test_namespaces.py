@@ -8,6 +8,9 @@ that includes ours under PushRosNamespace and renames the fusion node with SetRe
 with the project's bring-up (bringup.node_specs + launcher.ProcessGroup; robot3 as is,
 robot4 with every node renamed), every node must run with every parameter of its section
 of the package's YAML, read back with `ros2 param dump`; each robot fuses its own driver.
+The launched robots run without the transcription node (transcribe:=false): eight model
+processes at once would starve a 2-core machine, and test_launch.py runs the launch file's
+full default graph, transcription included.
 """
 
 from conftest import (assert_clean_sigint, assert_parameters_applied, echo_once, PLAYER,
@@ -34,7 +37,8 @@ def generate_launch_description():
     return LaunchDescription([GroupAction([
         PushRosNamespace('robot2'),
         SetRemap(src='fusion:__node', dst='fusion_left'),
-        IncludeLaunchDescription(PythonLaunchDescriptionSource(late_fusion)),
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(late_fusion),
+                                 launch_arguments={'transcribe': 'false'}.items()),
     ])])
 """
 # (fully qualified name, role) of every node of the two launched graphs
@@ -52,7 +56,8 @@ def robots(ros_tools, tmp_path_factory):
     players = [ros_tools.start(PLAYER + ['-r', f'__ns:=/{r}'], tmp / f'player_{r}.log')
                for r in ('robot1', 'robot2')]
     launches = [ros_tools.start(['launch', 'late_fusion_ros', 'late_fusion.launch.py',
-                                 'namespace:=robot1'], tmp / 'launch_robot1.log'),
+                                 'namespace:=robot1', 'transcribe:=false'],
+                                tmp / 'launch_robot1.log'),
                 ros_tools.start(['launch', str(tmp / 'robot2.launch.py')],
                                 tmp / 'launch_robot2.log')]
     ros_tools.wait_for_nodes([fqn for fqn, _ in LAUNCHED])
