@@ -25,13 +25,47 @@ def pct(values, q):
     return float(np.percentile(values, q)) if len(values) else float('nan')
 
 
-def spin_in_background(node):
-    """Spin `node` in a daemon thread; return the executor (call shutdown() to stop)."""
+def spin_in_background(node, events=False):
+    """
+    Spin `node` in a daemon thread; return the executor (call shutdown() to stop).
+
+    SingleThreadedExecutor by default. With `events`, rclpy.experimental.EventsExecutor,
+    spun with a bounded wait: its spin() would busy-poll a whole core.
+    """
     import threading
 
     from rclpy.executors import SingleThreadedExecutor
-    # SingleThreadedExecutor: the multi-threaded and events executors busy-poll here.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    return executor
+    if not events:
+        # SingleThreadedExecutor: the multi-threaded one busy-polls here.
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        threading.Thread(target=executor.spin, daemon=True).start()
+        return executor
+    from rclpy.experimental import EventsExecutor
+    return _BoundedSpin(EventsExecutor(), node)
+
+
+class _BoundedSpin:
+    """An executor spun with spin_once(timeout) in a daemon thread, stopped by shutdown()."""
+
+    def __init__(self, executor, node):
+        import threading
+        self._executor = executor
+        self._executor.add_node(node)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        from rclpy.executors import ExternalShutdownException
+        try:
+            while not self._stop.is_set():
+                self._executor.spin_once(timeout_sec=0.1)
+        except ExternalShutdownException:
+            pass
+
+    def shutdown(self):
+        """Stop spinning and shut the executor down."""
+        self._stop.set()
+        self._thread.join(timeout=2.0)
+        self._executor.shutdown()

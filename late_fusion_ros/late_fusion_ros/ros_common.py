@@ -136,6 +136,24 @@ def _compact(names: List[str]) -> str:
                      for head, tails in groups.items())
 
 
+def make_executor(kind: str):
+    """
+    Return the executor named `kind`: 'single_threaded' or 'events'.
+
+    Models run in the nodes' own worker threads, so the executor only moves messages; it is
+    always spun with a bounded wait (spin_once), never with spin(): the EventsExecutor's
+    spin() busy-polls a whole core here even with nothing to do (measured 62 % idle), and
+    the MultiThreadedExecutor took 57 % of a core for the audio encoder at 31 chunks/s
+    against 7 % for the SingleThreadedExecutor. bench_fusion_node.py measures both kinds.
+    """
+    if kind == 'events':
+        from rclpy.experimental import EventsExecutor
+        return EventsExecutor()
+    if kind != 'single_threaded':
+        raise ValueError(f"executor must be 'single_threaded' or 'events', not {kind!r}")
+    return SingleThreadedExecutor()
+
+
 def spin_node(node_cls: Type[Node], args=None) -> None:
     """
     Run one node until Ctrl-C or SIGTERM, then clean up in order, without a traceback.
@@ -164,16 +182,18 @@ def spin_node(node_cls: Type[Node], args=None) -> None:
     try:
         try:
             node = node_cls()
+            kind = declare(node, 'executor', getattr(node, 'DEFAULT_EXECUTOR',
+                                                     'single_threaded'),
+                           "rclpy executor: 'single_threaded' or 'events' (rclpy.experimental."
+                           'EventsExecutor), spun with a bounded wait either way.',
+                           read_only=True)
+            executor = make_executor(kind)
         except (ValueError, OSError, ParameterException) as err:
             # A configuration the node cannot start with: one clear line, no traceback.
             rclpy.logging.get_logger(node_cls.__name__).fatal(f'cannot start: {err}')
             code = 1
             return
         report_undeclared(node)
-        # Models run in the nodes' own worker threads, so the executor only moves messages.
-        # Measured here with the audio encoder at 31 chunks/s: SingleThreadedExecutor 7 % of
-        # a core, MultiThreadedExecutor 57 %, the experimental EventsExecutor 100 % (busy).
-        executor = SingleThreadedExecutor()
         executor.add_node(node)
         spinning = True
         while rclpy.ok() and not stop.is_set():

@@ -122,13 +122,14 @@ class ModalityReports(Sequence):
         """Return the ModalityReport of modality `i` (a list of them for a slice)."""
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        present, stale, stamp, age, weight, seq, received, rejected, dropped = self._cols
+        present, stale, stamp, ahead, weight, seq, counts = self._cols
+        received, rejected, dropped = (int(c) for c in counts[:, i])
         if not present[i]:
             return ModalityReport(self._names[i], False, False, 0.0, 0.0, 0.0, 0,
-                                  int(received[i]), int(rejected[i]), int(dropped[i]))
+                                  received, rejected, dropped)
         return ModalityReport(self._names[i], True, bool(stale[i]), float(stamp[i]),
-                              float(age[i]), float(weight[i]), int(seq[i]), int(received[i]),
-                              int(rejected[i]), int(dropped[i]))
+                              -float(ahead[i]), float(weight[i]), int(seq[i]), received,
+                              rejected, dropped)
 
 
 class _Columns:
@@ -139,6 +140,7 @@ class _Columns:
         self.names = [c.name for c in configs]
         self.prior = np.array([c.prior for c in configs], np.float64)
         self.max_age = np.array([c.max_age for c in configs], np.float64)
+        self.neg_max_age = -self.max_age
         self.is_exp = np.array([c.decay == 'exponential' for c in configs])
         self.is_lin = np.array([c.decay == 'linear' for c in configs])
         # Only exponential decay uses time_constant (and only then is it validated).
@@ -152,23 +154,40 @@ class _Columns:
         self.counts = np.zeros((3, n), np.int64)  # received, rejected, dropped
 
     def weigh(self, now: float):
-        """Return (age, stale, reliability, weight) of every modality as of `now`."""
-        age = now - self.stamp
-        stale = self.present & (age > self.max_age)
+        """
+        Return (ahead, stale, fresh, reliability, weight) of every modality as of `now`.
+
+        ahead = stamp - now (minus the age). Written for few numpy calls: with 2 modalities
+        each call's overhead, not the arithmetic, is the cost of an arrival.
+        """
+        ahead = self.stamp - now
+        stale = ahead < self.neg_max_age
+        stale &= self.present
         fresh = self.present ^ stale
-        a = np.maximum(age, 0.0)  # a stamp slightly ahead of `now` (clock skew) is fresh
-        decay = np.exp(-a * self.inv_tau)  # 1 where the decay is not exponential
+        # A stamp slightly ahead of `now` (clock skew) counts as fresh: age 0, no decay.
+        lag = np.minimum(ahead, 0.0)
+        decay = np.exp(lag * self.inv_tau)  # 1 where the decay is not exponential
         if not self.all_exp:
-            decay = np.where(self.is_lin, 1.0 - a / self.max_age, decay)
-        reliability = self.prior * decay * fresh
-        return age, stale, reliability, reliability * self.conf
+            decay = np.where(self.is_lin, 1.0 + lag / self.max_age, decay)
+        reliability = self.prior * decay
+        reliability *= fresh
+        return ahead, stale, fresh, reliability, reliability * self.conf
 
 
 _KIND_ROW = {'received': 0, 'rejected': 1, 'dropped': 2}
 
 
+_SUM = np.add.reduce  # ndarray.sum without its Python-level wrapper
+
+
+def _is_flat_f32(x) -> bool:
+    return type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 1
+
+
 def _as_input(inp: EmbeddingInput) -> EmbeddingInput:
     """Return `inp` with data and scores as 1-D float32 arrays (no copy when they already are)."""
+    if _is_flat_f32(inp.data) and _is_flat_f32(inp.scores):
+        return inp  # what the fusion node hands over: checked without calling numpy
     data = np.asarray(inp.data, np.float32).reshape(-1)
     scores = np.asarray(inp.scores, np.float32).reshape(-1)
     if data is inp.data and scores is inp.scores:
@@ -185,8 +204,10 @@ def _invalid_reason(inp: EmbeddingInput, cfg: ModalityConfig) -> str:
         return t.LENGTH_MISMATCH
     if cfg.dim and inp.data.size != cfg.dim:
         return t.WRONG_DIMENSION
-    if not (np.isfinite(inp.data).all() and np.isfinite(inp.scores).all()
-            and math.isfinite(inp.stamp)):
+    # A float64 sum is NaN or infinite exactly when an element is (float32 values cannot
+    # add up to float64's overflow): one numpy call per array instead of two.
+    if not (math.isfinite(inp.stamp) and math.isfinite(_SUM(inp.data, dtype=np.float64))
+            and math.isfinite(_SUM(inp.scores, dtype=np.float64))):
         return t.NON_FINITE
     return ''
 
@@ -413,12 +434,12 @@ class FusionEngine:
 
     def _evaluate(self, now: float, trigger: Optional[EmbeddingInput]) -> FusionResult:
         cols = self._cols
-        age, stale, reliability, weight = cols.weigh(now)
-        fresh = cols.present & ~stale
-        fused = self._strategy.fuse(weight, reliability, fresh) if fresh.any() else None
+        ahead, stale, fresh, reliability, weight = cols.weigh(now)
+        # Strategies return None when no fresh modality carries a term for them.
+        fused = self._strategy.fuse(weight, reliability, fresh)
         reports = ModalityReports(cols.names, (
-            cols.present.copy(), stale, cols.stamp.copy(), age, weight, cols.seq.copy(),
-            *cols.counts.copy()))
+            cols.present.copy(), stale, cols.stamp.copy(), ahead, weight, cols.seq.copy(),
+            cols.counts.copy()))
         name, seq, stamp = ('', 0, now) if trigger is None else (
             trigger.modality, trigger.seq, trigger.stamp)
         if fused is None:

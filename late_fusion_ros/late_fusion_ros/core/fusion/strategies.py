@@ -11,6 +11,7 @@ current weights in a few vectorised operations, so its cost does not grow with a
 loop over the modalities. The engine calls `project` only for the modality that arrived.
 """
 
+import math
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -174,6 +175,19 @@ def _logit(p, eps: float):
     return np.log(p) - np.log1p(-p)
 
 
+# The same two functions for one float: on every arrival the speaking_to_robot strategy
+# needs one of each, and math on a float costs a fraction of numpy's per-call overhead.
+def _sigmoid_scalar(z: float) -> float:
+    """Return 1 / (1 + e^-z) for one float without overflow."""
+    return 1.0 / (1.0 + math.exp(-min(max(z, -_SIGMOID_CLIP), _SIGMOID_CLIP)))
+
+
+def _logit_scalar(p: float, eps: float) -> float:
+    """Return log(p / (1 - p)) for one probability clipped to [eps, 1 - eps]."""
+    p = min(max(p, eps), 1.0 - eps)
+    return math.log(p) - math.log1p(-p)
+
+
 class LogLinear(_LabelIndexed):
     """
     Product of experts with weights as exponents (a weighted geometric pool).
@@ -269,35 +283,38 @@ class SpeakingToRobot(Strategy):
     def project(self, inp):
         """Return the input's cue logit, or None when it carries no cue."""
         p = self.params
-        scores = dict(zip(inp.labels, np.asarray(inp.scores, np.float64)))
-        if inp.modality == p['audio'] and p['speech'] in scores:
-            prob = scores[p['speech']]
-        elif inp.modality == p['vision'] and p['mouth_moving'] in scores:
-            prob = scores[p['mouth_moving']] * scores.get(p['face'], 1.0)
-        elif inp.modality == p['speech_modality'] and scores.get(p['addressed'], 0.0) > 0.5:
-            prob = scores[p['addressed']]
+        labels = list(inp.labels)
+
+        def score(label, default=None):
+            return float(inp.scores[labels.index(label)]) if label in labels else default
+        if inp.modality == p['audio'] and p['speech'] in labels:
+            prob = score(p['speech'])
+        elif inp.modality == p['vision'] and p['mouth_moving'] in labels:
+            prob = score(p['mouth_moving']) * score(p['face'], 1.0)
+        elif inp.modality == p['speech_modality'] and score(p['addressed'], 0.0) > 0.5:
+            prob = score(p['addressed'])
         else:
             return None
-        return float(_logit(prob, float(p['eps'])))
+        return _logit_scalar(prob, float(p['eps']))
 
     def bind(self, names):
-        """One cue logit per modality (NaN: no cue)."""
+        """One cue logit per modality (0 where it has no cue: it then adds nothing)."""
         super().bind(names)
-        self._cue = np.full(len(self.names), np.nan)
+        self._cue = np.zeros(len(self.names))
 
     def store(self, index, term):
         """Keep the modality's cue logit."""
         super().store(index, term)
-        self._cue[index] = np.nan if term is None else term
+        self._cue[index] = 0.0 if term is None else term
 
     def fuse(self, weight, reliability, fresh):
         """Pool the fresh cues' logits and threshold the result."""
-        cues = fresh & self.has_term
-        count = int(np.count_nonzero(cues))
+        count = int(np.count_nonzero(fresh & self.has_term))
         if not count:
             return None
-        z = float(np.dot(reliability[cues], self._cue[cues]))
-        prob = float(_sigmoid(z))  # prior up to 1000 makes |z| far exceed exp's range
+        # reliability is 0 for a modality that is not fresh, the cue 0 where there is none.
+        z = float(reliability @ self._cue)
+        prob = _sigmoid_scalar(z)  # prior up to 1000 makes |z| far exceed exp's range
         confidence = max(prob, 1.0 - prob)
         if count < 2:
             confidence *= float(self.params['single_cue_confidence'])
