@@ -195,6 +195,7 @@ class FusionNode(Node):
         self._published = 0
         self._latencies = deque(maxlen=1000)  # capture_to_output of recent outputs
         self._bad = ThrottledLog(self)
+        self._lost_told = False  # the log says once what fixes losses before the callback
         self._diag = Diagnostics(self)
         self._diag.add('input', self._input_diagnostics)
         self._diag.add('output', self._output_diagnostics)
@@ -345,13 +346,25 @@ class FusionNode(Node):
         with self._lock:
             counters = self._engine.counters()
         values = {}
-        level = DiagnosticStatus.OK
+        level, message = DiagnosticStatus.OK, 'ok'
         for name, c in counters.items():
             for key, value in c.items():
                 values[f'{name}.{key}'] = value
-            if c.get('rejected', 0):
-                level = DiagnosticStatus.WARN
-        return level, 'ok' if level == DiagnosticStatus.OK else 'inputs rejected', values
+        lost = {n: c['lost'] for n, c in counters.items() if c.get('lost')}
+        if lost:
+            level, message = DiagnosticStatus.WARN, 'arrivals lost before the callback'
+            if not self._lost_told:
+                self._lost_told = True
+                self.get_logger().warn(
+                    f'embeddings lost before the fusion callback (gaps in their seq): {lost}; '
+                    'the node falls behind its arrivals. A deeper subscription queue '
+                    '(qos_overrides./<ns>/<modality>/embedding.subscription.depth, default '
+                    f'{EMBEDDING_QOS.depth}) absorbs bursts; a sustained rate above what '
+                    'bench_fusion_node.py measures needs a slower encoder (min_interval does '
+                    'not help: it drops after the callback).')
+        elif any(c.get('rejected', 0) for c in counters.values()):
+            level, message = DiagnosticStatus.WARN, 'inputs rejected'
+        return level, message, values
 
     def _output_diagnostics(self):
         values = {'published': self._published, 'strategy': self._engine.config.strategy,

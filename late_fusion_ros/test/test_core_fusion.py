@@ -13,7 +13,7 @@ import sys
 
 from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
                                          ModalityConfig)
-from late_fusion_ros.core.fusion.engine import REWIND_CONFIRM
+from late_fusion_ros.core.fusion.engine import MAX_SEQ_GAP, REWIND_CONFIRM
 import numpy as np
 import pytest
 
@@ -396,6 +396,32 @@ def test_encoder_restart_with_lower_seq_but_newer_stamp_is_accepted():
     eng = engine()
     eng.update(inp('audio', 7, 1.0, ['speech'], [0.4]), 1.0)
     assert eng.update(inp('audio', 0, 1.1, ['speech'], [0.4]), 1.1).accepted
+
+
+def test_gaps_in_an_encoders_seq_are_counted_as_lost():
+    """Arrivals that never came are counted; rejects, restarts and other sources are not."""
+    eng = engine()
+    good = [0.5]
+    for seq in (1, 2, 5):                 # 3 and 4 never arrived
+        eng.update(inp('audio', seq, seq * 0.1, ['speech'], good), seq * 0.1)
+    assert eng.counters()['audio']['lost'] == 2
+    eng.update(inp('audio', 6, 0.6, ['speech'], [math.nan]), 0.6)   # rejected, not lost
+    eng.update(inp('audio', 7, 0.7, ['speech'], good), 0.7)
+    eng.update(inp('audio', 7, 0.7, ['speech'], good), 0.7)          # duplicate
+    eng.update(inp('audio', 0, 0.8, ['speech'], good), 0.8)          # encoder restarted
+    eng.update(inp('audio', 1, 0.9, ['speech'], good), 0.9)
+    eng.update(inp('audio', 1 + MAX_SEQ_GAP + 1, 1.0, ['speech'], good), 1.0)  # not a gap
+    eng.update(inp('vision', 9, 1.0, ['cat'], [0.9]), 1.0)
+    eng.update(inp('vision', 12, 1.1, ['cat'], [0.9]), 1.1)
+    # An input naming another modality on audio's topic says nothing of audio's seq.
+    eng.update(inp('vision', 500, 1.2, ['cat'], [0.9]), 1.2, arrived_on='audio')
+    counts = eng.counters()
+    assert counts['audio']['lost'] == 2 and counts['vision']['lost'] == 2, counts
+    assert counts['audio']['rejected'] == 2 and counts['audio']['dropped'] == 1, counts
+    # A run-time reconfiguration keeps the counts and each source's place in its seq.
+    eng.reconfigure(eng.config)
+    eng.update(inp('vision', 14, 1.3, ['cat'], [0.9]), 1.3)
+    assert eng.counters()['vision']['lost'] == 3
 
 
 def test_import_needs_neither_ros_nor_torch():

@@ -385,6 +385,8 @@ def test_ten_thousand_fuzzed_messages_are_counted_exactly(ros, graph):
             'non_finite', 'empty', 'length_mismatch', 'wrong_dimension', 'too_large',
             'foreign_modality', 'future_stamp'))
         assert reasons == int(fused[f'{m}.rejected']), fused
+        # Keep-all queues lose nothing: no gap in the encoders' seq may count as lost.
+        assert int(fused.get(f'{m}.lost', 0)) == 0, fused
     assert int(fused.get('<unknown>.rejected', 0)) == 0
     # Valid traffic interleaved with the fuzz fused as it should: one output per valid
     # Embedding, and every audio-triggered decision follows its speech score (vision gives

@@ -36,6 +36,8 @@ from .sync import ApproximateSync
 # modality restarts from them. One stray old stamp is dropped and changes nothing.
 TIME_RESET_TOLERANCE = 1.0
 REWIND_CONFIRM = 3
+# The largest forward jump of an encoder's seq counted as lost arrivals (3 s at 3,000/s).
+MAX_SEQ_GAP = 10_000
 # A stamp more than max(this, max_age) ahead of `now` is refused: accepted, it would become the
 # modality's last stamp and every real input after it would be dropped as out_of_order.
 FUTURE_TOLERANCE = 1.0
@@ -79,10 +81,12 @@ class _Slot:
     last_output: Optional[float] = None   # `now` of the last output this modality triggered
     counts: Counter = field(default_factory=Counter)
     rewind: List[float] = field(default_factory=list)  # far older stamps in a row, for now
+    arrival_seq: Optional[int] = None     # seq of the latest arrival from this modality
 
     def clear_state(self) -> None:
         self.inp, self.term, self.confidence, self.arrival = None, None, 1.0, 0.0
         self.last_stamp, self.last_seq, self.last_output = -math.inf, None, None
+        self.arrival_seq = None
         self.rewind = []
 
 
@@ -259,7 +263,8 @@ class FusionEngine:
             prev = old.get(cfg.name)
             slot = _Slot(cfg, index) if prev is None else _Slot(
                 cfg, index, prev.inp, None, prev.confidence, prev.arrival, prev.last_stamp,
-                prev.last_seq, prev.last_output, Counter(prev.counts))
+                prev.last_seq, prev.last_output, Counter(prev.counts),
+                arrival_seq=prev.arrival_seq)
             for kind, row in _KIND_ROW.items():
                 cols.counts[row, index] = slot.counts[kind]
             if slot.inp is not None:
@@ -300,7 +305,9 @@ class FusionEngine:
 
     def counters(self) -> Dict[str, Dict[str, int]]:
         """
-        Per modality: received, rejected, dropped and one count per reason seen.
+        Return per modality: received, rejected, dropped and one count per reason seen.
+
+        `lost` counts arrivals that never reached the engine (gaps in the encoder's seq).
 
         Inputs for unconfigured modalities are counted under '<unknown>'.
         """
@@ -348,6 +355,16 @@ class FusionEngine:
             self._cols.counts[_KIND_ROW[kind], slot.index] += 1
         return UpdateResult(False, reason, None)
 
+    @staticmethod
+    def _note_seq(slot: _Slot, seq: int) -> None:
+        """Count arrivals lost before the engine: gaps in an encoder's seq, valid or not."""
+        last, slot.arrival_seq = slot.arrival_seq, seq
+        # Every arrival, rejected or not, advances the source's seq: only a forward jump is a
+        # loss. A seq that goes back is a restarted encoder (or a bag loop); a jump beyond
+        # MAX_SEQ_GAP is another source, not seconds of losses.
+        if last is not None and 1 < seq - last <= MAX_SEQ_GAP:
+            slot.counts['lost'] += seq - last - 1
+
     def _update(self, inp: EmbeddingInput, now: float,
                 arrived_on: Optional[str]) -> UpdateResult:
         if arrived_on is not None and arrived_on in self._slots and \
@@ -360,6 +377,7 @@ class FusionEngine:
         if inp.modality != name:
             inp = EmbeddingInput(name, inp.seq, inp.stamp, inp.data, inp.labels, inp.scores,
                                  inp.encoder_id, inp.frame_id)
+        self._note_seq(slot, inp.seq)
         inp = _as_input(inp)
         reason = _invalid_reason(inp, slot.cfg) or self._strategy.check(inp)
         if reason:
