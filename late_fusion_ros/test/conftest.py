@@ -11,6 +11,7 @@ CLI, `ros2 launch` (launch_ros) and message_filters: the system's where ROS is i
 otherwise built once per run from ../shared/vendor into the build folder.
 """
 
+import contextlib
 import os
 import pathlib
 import re
@@ -67,6 +68,67 @@ class RosHarness:
             time.sleep(period)
         return bool(predicate())
 
+    @staticmethod
+    def wait_quiet(value, quiet: float = 0.5, timeout: float = 10.0,
+                   period: float = 0.05) -> bool:
+        """
+        Poll `value()` until it has not changed for `quiet` seconds; False after `timeout`.
+
+        For what has no end marker: the outputs of inputs already sent, still on their way,
+        are in once their count (or a tuple of counters) stops growing.
+        """
+        end = time.time() + timeout
+        last, since = value(), time.time()
+        while time.time() < end:
+            time.sleep(period)
+            now = value()
+            if now != last:
+                last, since = now, time.time()
+            elif time.time() - since >= quiet:
+                return True
+        return False
+
+    def handshake(self, publishers, subscribers=1, their_side=None, probe=None,
+                  timeout: float = 30.0, period: float = 0.5):
+        """
+        Wait until the nodes under test and this node have discovered each other; assert it.
+
+        Discovery completes on each side separately, and a message sent before both sides
+        have matched can be dropped unseen. This side: each of `publishers` (a dict or a
+        list) has at least `subscribers` matched subscriptions (a number, or a dict with the
+        keys of `publishers`). The other side: `their_side()` becomes true, e.g. the node's
+        diagnostics count our publisher, or an output came back for a `probe`: probe() sends
+        a message that is harmless to repeat (older than any test input), again every
+        `period` seconds until their_side() is true. A node whose subscription follows the
+        publishers (AdaptiveSubscription: the encoders, bag_record) subscribes only once it
+        has seen ours, so for it this side shows the other one too. `timeout` is the
+        deadline of the whole handshake.
+        """
+        end = time.time() + timeout
+        items = list(publishers.items() if isinstance(publishers, dict)
+                     else enumerate(publishers))
+
+        def need(key):
+            return subscribers[key] if isinstance(subscribers, dict) else subscribers
+
+        def counts():
+            return {p.topic_name: (p.get_subscription_count(), need(k)) for k, p in items}
+
+        assert self.wait_for(lambda: all(p.get_subscription_count() >= need(k)
+                                         for k, p in items), timeout), \
+            f'subscriptions (matched, expected) after {timeout} s: {counts()}'
+        if their_side is None:
+            return
+        while True:
+            if probe is not None:
+                probe()
+            left = end - time.time()
+            wait = min(period, left) if probe is not None else left
+            if self.wait_for(their_side, max(0.0, wait)):
+                return
+            assert time.time() < end, \
+                f'the other side of {list(counts())} did not answer within {timeout} s'
+
     def call(self, srv_type, name: str, request, timeout: float = 10.0):
         """Call a service and wait for its response."""
         client = self.node.create_client(srv_type, name)
@@ -83,6 +145,34 @@ class RosHarness:
         request = SetParameters.Request(
             parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
         return self.call(SetParameters, f'/{node_name}/set_parameters', request).results
+
+    def get_parameters(self, node_name: str, *names: str) -> dict:
+        """Return {name: value} of parameters of a running node (None: not set)."""
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+        values = self.call(GetParameters, f'/{node_name}/get_parameters',
+                           GetParameters.Request(names=list(names))).values
+        return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
+
+    @contextlib.contextmanager
+    def parameters_restored(self, node_name: str, *names: str):
+        """
+        Restore parameters `names` of a running node when the block ends, even by a failure.
+
+        A module's nodes outlive each test: a parameter a failing test changed and left
+        would change the tests after it. Only values that differ are set back (a read-only
+        parameter the block failed to change is left alone), and that must succeed.
+        """
+        before = self.get_parameters(node_name, *names)
+        try:
+            yield before
+        finally:
+            now = self.get_parameters(node_name, *names)
+            changed = {n: v for n, v in before.items() if now[n] != v}
+            if changed:
+                results = self.set_parameters(node_name, **changed)
+                assert all(r.successful for r in results), \
+                    f'{node_name}: restoring {changed} failed: {[r.reason for r in results]}'
 
     def close(self):
         """Stop spinning and destroy the test node."""
@@ -133,17 +223,33 @@ def diagnostics(arrays, node: str) -> dict:
     pairs). A node publishes all its statuses ('<node FQN>: <stage>', hardware_id the FQN)
     in one array; `node` is its name, or its fully qualified name when it starts with '/'.
     """
-    def mine(status):
-        hw = status.hardware_id
-        return hw == node if node.startswith('/') else hw.rsplit('/', 1)[-1] == node
     for _, arr in reversed(arrays):
         values = {}
         for status in arr.status:
-            if mine(status):
+            if _of_node(status, node):
                 values.update({kv.key: kv.value for kv in status.values})
         if values:
             return values
     return {}
+
+
+def diagnostic_status(arrays, node: str, stage: str):
+    """
+    Return the newest DiagnosticStatus '<node FQN>: <stage>' of `node`, or None.
+
+    For a stage's level and message, which `diagnostics` leaves out; `arrays` and `node`
+    as there.
+    """
+    for _, arr in reversed(arrays):
+        for status in arr.status:
+            if _of_node(status, node) and status.name.endswith(f': {stage}'):
+                return status
+    return None
+
+
+def _of_node(status, node: str) -> bool:
+    hw = status.hardware_id
+    return hw == node if node.startswith('/') else hw.rsplit('/', 1)[-1] == node
 
 
 # ---------------------------------------------------------------------- the real ROS tools

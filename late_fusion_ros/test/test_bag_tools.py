@@ -49,6 +49,29 @@ def _stop(proc, timeout=30):
     return proc.returncode, out
 
 
+def _wait_recorded(ros, pubs, turns, timeout=10.0):
+    """
+    Wait until bag_record has taken everything `pubs` sent, before it is stopped.
+
+    The reliable subscriptions have acknowledged it all; then `turns` service calls go
+    through bag_record's executor, which serves each one after taking one more message of
+    every subscription with one waiting (rclpy runs subscriptions before services).
+    """
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.duration import Duration
+    for pub in pubs:
+        assert pub.wait_for_all_acked(Duration(seconds=timeout)), \
+            f'{pub.topic_name}: not acknowledged within {timeout} s'
+    client = ros.node.create_client(GetParameters, '/bag_record/get_parameters')
+    try:
+        assert client.wait_for_service(timeout_sec=timeout), 'bag_record has no services'
+        for _ in range(turns):
+            done = client.call_async(GetParameters.Request(names=['use_sim_time'])).done
+            assert ros.wait_for(done, timeout, 0.001), 'bag_record did not answer'
+    finally:
+        ros.node.destroy_client(client)
+
+
 def _start(name, *args):
     return subprocess.Popen([executable_path(name), *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -68,10 +91,8 @@ def recorded(ros, tmp_path_factory):
                                         coding_format='wave'))  # before the recorder runs
     bag = str(tmp_path_factory.mktemp('record') / 'rec_bag')
     proc = _start('bag_record', '-e', '^/rec/', '-x', 'skipped', '-o', bag)
-    subs = lambda: all(p.get_subscription_count() for t, p in pubs.items()  # noqa: E731
-                       if t not in ('/rec/_hidden', '/rec/skipped'))
-    assert ros.wait_for(subs, 30.0), 'bag_record did not subscribe'
-    time.sleep(1.0)  # its side of discovery
+    # bag_record subscribes a topic once it sees its publisher: then both sides have matched.
+    ros.handshake([p for t, p in pubs.items() if t not in ('/rec/_hidden', '/rec/skipped')])
     sent = {'/rec/image': [], '/rec/embedding': []}
     for k in range(40):
         t = time.time()
@@ -84,8 +105,8 @@ def recorded(ros, tmp_path_factory):
             pubs['/rec/embedding'].publish(Embedding(modality='audio', seq=k, data=[0.5],
                                                      labels=['speech'], scores=[0.5]))
             sent['/rec/embedding'].append(t)
-        time.sleep(0.05)
-    time.sleep(1.0)
+        time.sleep(0.05)  # paces the publishers like a 20 Hz sensor
+    _wait_recorded(ros, pubs.values(), 40)
     code, out = _stop(proc)
     announced = {t: str(node.get_publishers_info_by_topic(t)[0].topic_type_hash)
                  for t in pubs}
@@ -138,12 +159,11 @@ def test_record_sqlite3_explicit_topic(ros, tmp_path):
     pub = ros.node.create_publisher(String, '/rec2/named', RELIABLE)
     bag = str(tmp_path / 'sq')
     proc = _start('bag_record', '/rec2/named', '-s', 'sqlite3', '-o', bag)
-    assert ros.wait_for(lambda: pub.get_subscription_count() > 0, 30.0)
-    time.sleep(1.0)
+    ros.handshake([pub])  # bag_record subscribes once it sees the publisher: both sides
     for k in range(10):
         pub.publish(String(data=str(k)))
-        time.sleep(0.02)
-    time.sleep(0.5)
+        time.sleep(0.02)  # paces the publisher like a 50 Hz sensor
+    _wait_recorded(ros, [pub], 10)
     code, out = _stop(proc)
     assert code == 0 and 'Traceback' not in out, out
     db = sqlite3.connect(os.path.join(bag, 'sq.db3'))

@@ -12,7 +12,7 @@ latest-frame-wins under a burst. Real models on real media throughout.
 import time
 
 from audio_common_msgs.msg import AudioData, AudioDataStamped, AudioInfo
-from conftest import diagnostics, node_log
+from conftest import diagnostic_status, diagnostics, node_log
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding
 from late_fusion_ros.bringup import default_params_file, NodeSpec
@@ -79,13 +79,11 @@ def nodes(ros, start_nodes):
     out = {n: ros.collect(Embedding, f'{n}/embedding')
            for n in ('a1', 'a2', 'a3', 'v1', 'v2', 'f1')}
     ros.diag = ros.collect(DiagnosticArray, '/diagnostics')
-    # Encoders subscribe once their model is warm; a1/a3 share a topic, so do v1/f1.
-    expected = {'audio': 2, 'image': 2}
-    assert ros.wait_for(lambda: all(p.get_subscription_count() >= expected.get(k, 1)
-                                    for k, p in ros.pubs.items()), 90), 'encoders not up'
-    # Our writers now see the nodes' readers; give the nodes' side of discovery a moment
-    # to see our writers too, or a first message can be dropped unseen.
-    time.sleep(1.0)
+    # Encoders subscribe once their model is warm; a1/a3 share a topic, so do v1/f1. Their
+    # side: each one's diagnostics count the publisher on its input topic.
+    expected = {k: 2 if k in ('audio', 'image') else 1 for k in ros.pubs}
+    ros.handshake(ros.pubs, expected, timeout=90.0, their_side=lambda: all(
+        int(_diag(ros, n).get('publishers', 0)) >= 1 for n in out))
     return {'group': group, 'out': out}
 
 
@@ -96,6 +94,19 @@ def _diag(ros, node: str) -> dict:
 def _wait_diag(ros, node, key, predicate, timeout=5.0):
     ok = ros.wait_for(lambda: predicate(int(_diag(ros, node).get(key, 0))), timeout)
     assert ok, f'{node} diagnostics {key}: {_diag(ros, node)}'
+
+
+def _wait_format(ros, node, sample_rate, channels, sample_format, timeout=5.0):
+    """Wait until `node` reads its audio in the format an AudioInfo announced."""
+    want = {'sample_rate': str(sample_rate), 'channels': str(channels),
+            'format': sample_format}
+
+    def applied():
+        d = _diag(ros, node)
+        status = diagnostic_status(ros.diag, node, 'input')
+        return ({k: d.get(k) for k in want} == want and status is not None and
+                status.message != 'compressed audio: set format:=wave')
+    assert ros.wait_for(applied, timeout), f'{node} did not apply {want}: {_diag(ros, node)}'
 
 
 def _sec(stamp) -> float:
@@ -115,7 +126,7 @@ def test_audio_s32le_stereo_48k_with_latched_info(ros, nodes):
             int((t0 + k * chunk / 48000) * 1e9), 10**9)
         msg.audio.data = stereo[k * chunk:(k + 1) * chunk].astype('<i4').tobytes()
         ros.pubs['audio'].publish(msg)
-        time.sleep(0.01)
+        time.sleep(0.01)  # paces the driver (faster than real time), not a wait for the node
     expected = (len(stereo) // chunk) * chunk // 3 // 512
     assert ros.wait_for(lambda: len(box) >= expected - 1, 10.0), (len(box), expected)
     embs = [m for _, m in box]
@@ -144,18 +155,24 @@ def test_audio_compressed_coding_rejected_with_hint(ros, nodes):
     pub, box = ros.pubs['info'], nodes['out']['a1']
     pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
                           coding_format='mp3'))
-    time.sleep(0.5)
-    before = len(box)
     msg = AudioDataStamped()
-    msg.audio.data = bytes(1024)
-    for _ in range(5):
-        ros.pubs['audio'].publish(msg)
-    _wait_diag(ros, 'a1', 'rejected_compressed_audio', lambda n: n >= 5)
-    assert len(box) == before
-    assert 'format:=wave' in node_log(nodes['group'], 'a1')
-    pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
-                          coding_format='wave'))
-    time.sleep(0.5)
+    try:
+        def refusing():
+            status = diagnostic_status(ros.diag, 'a1', 'input')
+            return status is not None and status.message == 'compressed audio: set format:=wave'
+        assert ros.wait_for(refusing, 5.0), diagnostic_status(ros.diag, 'a1', 'input')
+        before = len(box)
+        msg.audio.data = bytes(1024)
+        for _ in range(5):
+            ros.pubs['audio'].publish(msg)
+        _wait_diag(ros, 'a1', 'rejected_compressed_audio', lambda n: n >= 5)
+        assert len(box) == before
+        assert 'format:=wave' in node_log(nodes['group'], 'a1')
+    finally:
+        # Latched: a failure above must not leave a1 and a3 refusing the tests after this.
+        pub.publish(AudioInfo(channels=1, sample_rate=16000, sample_format='S16LE',
+                              coding_format='wave'))
+    _wait_format(ros, 'a1', 16000, 1, 'S16LE')
     t0 = time.time()
     for k in range(3):
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int((t0 + k * 0.032) * 1e9),
@@ -184,12 +201,13 @@ def test_headerless_audio_gets_monotonic_arrival_stamps(ros, nodes):
     """Headerless AudioData: stamps derive from arrival, contiguous and never decreasing."""
     ros.pubs['info2'].publish(AudioInfo(channels=1, sample_rate=16000,
                                         sample_format='S16LE', coding_format='wave'))
-    time.sleep(0.5)
+    # Its defaults already: the node reads the chunks so, and the info changes nothing later.
+    _wait_format(ros, 'a2', 16000, 1, 'S16LE')
     voice = speech('Testing the headerless stream.')
     box, t0 = nodes['out']['a2'], time.time()
     for k in range(len(voice) // 512):
         ros.pubs['raw_audio'].publish(AudioData(data=voice[k * 512:(k + 1) * 512].tobytes()))
-        time.sleep(0.032)
+        time.sleep(0.032)  # paces the driver at audio rate: stamps derive from arrival
     n = len(voice) // 512
     assert ros.wait_for(lambda: len(box) >= n - 1, 10.0), (len(box), n)
     stamps = np.array([_sec(m.header.stamp) for _, m in box])
@@ -240,9 +258,8 @@ def test_malformed_images_rejected_and_counted(ros, nodes):
                                   data=bytes(16)),
         'empty': Image(height=0, width=0, encoding='rgb8', step=0, data=b''),
     }
-    for msg in bad.values():
+    for msg in bad.values():  # checked in the callback: one after another, all counted
         ros.pubs['image'].publish(msg)
-        time.sleep(0.3)
     for reason in bad:
         _wait_diag(ros, 'v1', f'rejected_{reason}', lambda n: n >= 1)
     emb = _send_one(ros, ros.pubs['image'], nodes['out']['v1'], good)

@@ -8,12 +8,13 @@ counted without touching state, staleness, run-time parameter changes validated 
 applied, diagnostics, and time going backwards under use_sim_time.
 """
 
+from collections import Counter
 import math
 import time
 
 from builtin_interfaces.msg import Time as TimeMsg
-from conftest import node_log
-from diagnostic_msgs.msg import DiagnosticArray
+from conftest import diagnostics, node_log
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import default_params_file, NodeSpec
 import pytest
@@ -50,34 +51,74 @@ def fusion(ros, start_nodes):
     outputs = ros.collect(FusionOutput, 'fusion_output')
     sim_outputs = ros.collect(FusionOutput, 'sim/fusion_output')
     diags = ros.collect(DiagnosticArray, '/diagnostics')
-    assert ros.wait_for(lambda: all(p.get_subscription_count() for p in pubs.values()), 30)
-    # Discovery completes on each side separately: until a probe comes back as an output,
-    # the node may not have matched our publisher yet. Probes are older than any test input.
+    ros.handshake(list(pubs.values()) + [clock])
+    # The node's side: a probe on each audio topic comes back as an output. Probes are
+    # older than any test input.
     for topic, box, stamp in (('audio/embedding', outputs, time.time() - 100),
                               ('sim/audio/embedding', sim_outputs, 0.5)):
-        for k in range(60):
-            pubs[topic].publish(_emb('audio', 10**6 + k, stamp, ['speech'], [0.5], [0.5]))
-            if ros.wait_for(lambda: len(box) > 0, 0.5):
-                break
-        assert box, f'no output for a probe on {topic}'
+        seqs = iter(range(10**6, 10**7))
+
+        def probe(topic=topic, stamp=stamp, seqs=seqs):
+            pubs[topic].publish(_emb('audio', next(seqs), stamp, ['speech'], [0.5], [0.5]))
+        ros.handshake([pubs[topic]], probe=probe, their_side=lambda box=box: len(box) > 0)
     return {'group': group, 'pubs': pubs, 'out': outputs, 'sim_out': sim_outputs,
             'clock': clock, 'diag': diags}
 
 
-def _send_and_wait(ros, fusion, topic, msg, expect_output=True, timeout=5.0):
+def _counter(fusion, key):
+    """
+    Return the fusion node's count `key` (e.g. 'vision.rejected') as last reported.
+
+    Its /diagnostics and its latest output both report it, late at worst: with each input
+    waited for before the next, the larger of the two is exact.
+    """
+    modality, kind = key.split('.')
+    count = int(diagnostics(fusion['diag'], 'fusion').get(key, 0))
+    if fusion['out']:
+        count = max(count, getattr(_state(fusion['out'][-1][1], modality), kind))
+    return count
+
+
+def _send_and_wait(ros, fusion, topic, msg, timeout=5.0):
     box = fusion['out']
     before = len(box)
     fusion['pubs'][topic].publish(msg)
-    if expect_output:
-        assert ros.wait_for(lambda: len(box) > before, timeout), f'no output for {msg}'
-        return box[-1][1]
-    time.sleep(0.5)
-    assert len(box) == before, 'a rejected input produced an output'
-    return None
+    assert ros.wait_for(lambda: len(box) > before, timeout), f'no output for {msg}'
+    return box[-1][1]
+
+
+def _send_refused(ros, fusion, refused, timeout=5.0):
+    """
+    Send inputs the node must refuse, (topic, msg, counter) each; assert none has an output.
+
+    The node has taken them all once each counter (a key of _counter) has grown by the
+    number of them sent (its diagnostics come at 1 Hz): only then is no output a result.
+    """
+    box = fusion['out']
+    before = len(box)
+    expected = Counter(key for _, _, key in refused)
+    start = {key: _counter(fusion, key) for key in expected}
+    for topic, msg, _ in refused:
+        fusion['pubs'][topic].publish(msg)
+
+    def counted():
+        return {key: _counter(fusion, key) - start[key] for key in expected}
+    assert ros.wait_for(lambda: all(n >= expected[k] for k, n in counted().items()),
+                        timeout), f'counted {counted()} of {dict(expected)}'
+    assert len(box) == before, \
+        f'a rejected input produced an output: {[m for _, m in box[before:]]}'
 
 
 def _state(out, modality):
     return next(m for m in out.modalities if m.modality == modality)
+
+
+def _node_time(fusion, fqn):
+    """Return the newest /diagnostics stamp of node `fqn`: its clock, sim time included."""
+    for _, arr in reversed(fusion['diag']):
+        if any(st.hardware_id == fqn for st in arr.status):
+            return arr.header.stamp
+    return None
 
 
 def test_output_on_every_arrival_and_absent_modality_reported(ros, fusion):
@@ -111,18 +152,17 @@ def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
         _emb('vision', 104, t + 0.4, ['face', 'mouth_moving'], [0.5], [1, 2, 3, 4]),  # lengths
         _emb('vision', 105, t + 0.5, ['face'], [math.inf], [1, 2, 3, 4]),         # Inf
     ]
-    for msg in bad:
-        _send_and_wait(ros, fusion, 'vision/embedding', msg, expect_output=False)
-    _send_and_wait(ros, fusion, 'vision/embedding',  # duplicate sequence number
-                   _emb('vision', 100, t + 0.6, ['face'], [0.1], [1, 2, 3, 4]), False)
-    _send_and_wait(ros, fusion, 'vision/embedding',  # older than the current state
-                   _emb('vision', 99, t - 1.0, ['face'], [0.1], [1, 2, 3, 4]), False)
-    _send_and_wait(ros, fusion, 'vision/embedding',  # more values than max_embedding_size
-                   _emb('vision', 106, t + 0.55, data=[0.5] * 70000), False)
-    _send_and_wait(ros, fusion, 'audio/embedding',   # a modality the node was not given
-                   _emb('lidar', 7, t, ['speech'], [0.5], [0.5]), False)
-    _send_and_wait(ros, fusion, 'audio/embedding',   # vision's name on audio's topic
-                   _emb('vision', 8, t + 0.8, ['face'], [0.5], [1, 2, 3, 4]), False)
+    _send_refused(ros, fusion, [('vision/embedding', msg, 'vision.rejected') for msg in bad] + [
+        ('vision/embedding',  # duplicate sequence number
+         _emb('vision', 100, t + 0.6, ['face'], [0.1], [1, 2, 3, 4]), 'vision.dropped'),
+        ('vision/embedding',  # older than the current state
+         _emb('vision', 99, t - 1.0, ['face'], [0.1], [1, 2, 3, 4]), 'vision.dropped'),
+        ('vision/embedding',  # more values than max_embedding_size
+         _emb('vision', 106, t + 0.55, data=[0.5] * 70000), 'vision.rejected'),
+        ('audio/embedding',   # a modality the node was not given
+         _emb('lidar', 7, t, ['speech'], [0.5], [0.5]), 'audio.rejected'),
+        ('audio/embedding',   # vision's name on audio's topic
+         _emb('vision', 8, t + 0.8, ['face'], [0.5], [1, 2, 3, 4]), 'audio.rejected')])
     after = _send_and_wait(ros, fusion, 'audio/embedding',
                            _emb('audio', 50, t + 0.7, ['speech'], [0.9], [0.9]))
     vision = _state(after, 'vision')
@@ -143,10 +183,14 @@ def test_bad_input_rejected_counted_and_state_untouched(ros, fusion):
 
 def test_stale_modality_contributes_nothing(ros, fusion):
     """Past max_age (audio: 0.5 s) a modality is reported stale with weight 0."""
+    # Audio must be stamped now and after the newest audio stamp the node holds, which a
+    # test before may have set ahead of the wall clock (by up to 0.7 s): wait past it.
+    held = _state(fusion['out'][-1][1], 'audio').stamp
+    assert ros.wait_for(lambda: time.time() > held.sec + held.nanosec * 1e-9, 2.0), held
     t = time.time()
     _send_and_wait(ros, fusion, 'audio/embedding',
                    _emb('audio', 200, t, ['speech'], [0.95], [0.95]))
-    time.sleep(0.8)
+    time.sleep(0.8)  # wall time passes on purpose: audio ages past its max_age
     out = _send_and_wait(ros, fusion, 'vision/embedding',
                          _emb('vision', 300, time.time(), ['face', 'mouth_moving'],
                               [0.9, 0.1], [1, 2, 3, 4]))
@@ -155,21 +199,57 @@ def test_stale_modality_contributes_nothing(ros, fusion):
     assert audio.age > 0.5
 
 
+def _input_status(fusion, since):
+    """Return the fusion node's latest input status published after `since`, or None."""
+    found = [st for t, arr in fusion['diag'] if t > since for st in arr.status
+             if st.name == '/fusion: input']
+    return found[-1] if found else None
+
+
+def test_arrivals_lost_before_the_callback_warn_in_diagnostics(ros, fusion):
+    """Gaps in an encoder's seq count as lost, WARN in /diagnostics, and the log says why."""
+    base = 50_000_000  # far from every seq before: a new source, not a gap
+    t = time.time()
+    _send_and_wait(ros, fusion, 'vision/embedding',
+                   _emb('vision', base, t, ['face'], [0.5], [1, 2, 3, 4]))
+    since = time.time()
+    assert ros.wait_for(lambda: _input_status(fusion, since) is not None, 10.0)
+    before = int({kv.key: kv.value for kv in _input_status(fusion, since).values}.get(
+        'vision.lost', 0))
+    for k in (1, 4):  # base + 2 and base + 3 never arrive
+        _send_and_wait(ros, fusion, 'vision/embedding',
+                       _emb('vision', base + k, t + 0.01 * k, ['face'], [0.5], [1, 2, 3, 4]))
+    since = time.time()
+
+    def lost():
+        status = _input_status(fusion, since)
+        values = {} if status is None else {kv.key: kv.value for kv in status.values}
+        return status, int(values.get('vision.lost', 0))
+    assert ros.wait_for(lambda: lost()[1] == before + 2, 10.0), lost()
+    status = lost()[0]
+    assert status.level == DiagnosticStatus.WARN, status
+    assert status.message == 'arrivals lost before the callback', status
+    log = node_log(fusion['group'], 'fusion')
+    assert log.count('embeddings lost before the fusion callback') == 1, log
+    assert 'subscription.depth' in log
+
+
 def test_parameters_validated_and_applied_at_run_time(ros, fusion):
     """An unknown strategy or out-of-range value is refused; a valid change applies."""
-    results = ros.set_parameters('fusion', strategy='no_such_strategy')
-    assert not results[0].successful and 'no_such_strategy' in results[0].reason
-    results = ros.set_parameters('fusion', **{'modality_params.audio.max_age': -1.0})
-    assert not results[0].successful
-    results = ros.set_parameters('fusion', policy='sync')
-    assert not results[0].successful  # read-only: subscriptions are made at start
-    results = ros.set_parameters('fusion', strategy='weighted_average')
-    assert results[0].successful
-    out = _send_and_wait(ros, fusion, 'audio/embedding',
-                         _emb('audio', 400, time.time(), ['speech'], [0.8], [0.8]))
-    assert out.strategy == 'weighted_average'
-    assert dict(zip(out.labels, out.scores))['speech'] == pytest.approx(0.8, abs=1e-6)
-    assert ros.set_parameters('fusion', strategy='speaking_to_robot')[0].successful
+    with ros.parameters_restored('fusion', 'strategy', 'modality_params.audio.max_age',
+                                 'policy'):
+        results = ros.set_parameters('fusion', strategy='no_such_strategy')
+        assert not results[0].successful and 'no_such_strategy' in results[0].reason
+        results = ros.set_parameters('fusion', **{'modality_params.audio.max_age': -1.0})
+        assert not results[0].successful
+        results = ros.set_parameters('fusion', policy='sync')
+        assert not results[0].successful  # read-only: subscriptions are made at start
+        results = ros.set_parameters('fusion', strategy='weighted_average')
+        assert results[0].successful
+        out = _send_and_wait(ros, fusion, 'audio/embedding',
+                             _emb('audio', 400, time.time(), ['speech'], [0.8], [0.8]))
+        assert out.strategy == 'weighted_average'
+        assert dict(zip(out.labels, out.scores))['speech'] == pytest.approx(0.8, abs=1e-6)
 
 
 def test_sim_time_and_time_going_backwards(ros, fusion):
@@ -177,8 +257,11 @@ def test_sim_time_and_time_going_backwards(ros, fusion):
     pub, clock, box = fusion['pubs']['sim/audio/embedding'], fusion['clock'], fusion['sim_out']
 
     def step(t, seq):
-        clock.publish(Clock(clock=_stamp(t)))
-        time.sleep(0.1)
+        # /clock is best effort: sent until the node's clock shows it, in the stamp of its
+        # diagnostics (1 Hz).
+        ros.handshake([clock], probe=lambda: clock.publish(Clock(clock=_stamp(t))),
+                      their_side=lambda: _node_time(fusion, '/fusion_sim') == _stamp(t),
+                      timeout=10.0)
         before = len(box)
         pub.publish(_emb('audio', seq, t, ['speech'], [0.9], [0.9]))
         assert ros.wait_for(lambda: len(box) > before, 5.0), f'no output at sim time {t}'
@@ -198,18 +281,18 @@ def test_sim_time_and_time_going_backwards(ros, fusion):
 def test_strategy_option_changed_at_run_time(ros, fusion):
     """strategy_params.<strategy>.<option> is a parameter like any other."""
     t = time.time()
-    assert ros.set_parameters(
-        'fusion', **{'strategy_params.speaking_to_robot.threshold': 0.99})[0].successful
-    out = _send_and_wait(ros, fusion, 'audio/embedding',
-                         _emb('audio', 500, t, ['speech'], [0.9], [0.9]))
-    assert out.decision == 'not_speaking'  # P is about 0.9, under the new threshold
-    bad = ros.set_parameters('fusion', **{'strategy_params.speaking_to_robot.threshold': 7.0})
-    assert not bad[0].successful
-    assert ros.set_parameters(
-        'fusion', **{'strategy_params.speaking_to_robot.threshold': 0.5})[0].successful
-    out = _send_and_wait(ros, fusion, 'audio/embedding',
-                         _emb('audio', 501, t + 0.032, ['speech'], [0.9], [0.9]))
-    assert out.decision == 'speaking'
+    threshold = 'strategy_params.speaking_to_robot.threshold'
+    with ros.parameters_restored('fusion', threshold):
+        assert ros.set_parameters('fusion', **{threshold: 0.99})[0].successful
+        out = _send_and_wait(ros, fusion, 'audio/embedding',
+                             _emb('audio', 500, t, ['speech'], [0.9], [0.9]))
+        assert out.decision == 'not_speaking'  # P is about 0.9, under the new threshold
+        bad = ros.set_parameters('fusion', **{threshold: 7.0})
+        assert not bad[0].successful
+        assert ros.set_parameters('fusion', **{threshold: 0.5})[0].successful
+        out = _send_and_wait(ros, fusion, 'audio/embedding',
+                             _emb('audio', 501, t + 0.032, ['speech'], [0.9], [0.9]))
+        assert out.decision == 'speaking'
 
 
 def test_attention_model_file_switched_in_and_weights_reported(ros, fusion, tmp_path):
@@ -225,18 +308,20 @@ def test_attention_model_file_switched_in_and_weights_reported(ros, fusion, tmp_
         samples.append({'audio': audio, 'vision': vision})
         labels.append('speaking' if speaking else 'not_speaking')
     path = train_attention(samples, labels, str(tmp_path / 'attention.pt'), epochs=150)
-    assert ros.set_parameters('fusion', model_path=path)[0].successful
-    assert ros.set_parameters('fusion', strategy='attention')[0].successful
-    t = time.time()
-    _send_and_wait(ros, fusion, 'vision/embedding',
-                   _emb('vision', 600, t, ['face'], [0.5], [0.1, -0.2, 0.3, 0.0]))
-    out = _send_and_wait(ros, fusion, 'audio/embedding',
-                         _emb('audio', 601, t + 0.01, ['speech'], [0.9], [1.1]))
-    assert out.strategy == 'attention' and out.decision == 'speaking'
-    attention = {m.modality: m.attention for m in out.modalities}
-    assert sum(attention.values()) == pytest.approx(1.0, abs=1e-4)
-    assert all(a > 0 for a in attention.values())
-    assert ros.set_parameters('fusion', strategy='speaking_to_robot')[0].successful
+    # Restored in reverse: the strategy first, then the model it no longer uses.
+    with ros.parameters_restored('fusion', 'model_path'), \
+            ros.parameters_restored('fusion', 'strategy'):
+        assert ros.set_parameters('fusion', model_path=path)[0].successful
+        assert ros.set_parameters('fusion', strategy='attention')[0].successful
+        t = time.time()
+        _send_and_wait(ros, fusion, 'vision/embedding',
+                       _emb('vision', 600, t, ['face'], [0.5], [0.1, -0.2, 0.3, 0.0]))
+        out = _send_and_wait(ros, fusion, 'audio/embedding',
+                             _emb('audio', 601, t + 0.01, ['speech'], [0.9], [1.1]))
+        assert out.strategy == 'attention' and out.decision == 'speaking'
+        attention = {m.modality: m.attention for m in out.modalities}
+        assert sum(attention.values()) == pytest.approx(1.0, abs=1e-4)
+        assert all(a > 0 for a in attention.values())
 
 
 @pytest.mark.parametrize('bad', ['policy:=foo', 'strategy:=nope',

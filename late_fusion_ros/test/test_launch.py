@@ -254,8 +254,7 @@ def test_policy_sync_runs_on_the_real_message_filters(ros, ros_tools, tmp_path):
         pubs = {m: ros.node.create_publisher(Embedding, f'mf/{m}/embedding', 50)
                 for m in ('audio', 'vision')}
         box = ros.collect(FusionOutput, 'mf/fusion_output')
-        assert ros.wait_for(lambda: all(p.get_subscription_count() for p in pubs.values()),
-                            60), 'fusion_mf did not subscribe'
+        ros.handshake(pubs, timeout=60.0)
         log = os.path.join(tmp_path, 'fusion_mf.log')
         assert RosHarness.wait_for(lambda: 'synchroniser' in open(log).read(), 30)
         assert 'synchroniser: message_filters.ApproximateTimeSynchronizer' in open(log).read()
@@ -270,22 +269,29 @@ def test_policy_sync_runs_on_the_real_message_filters(ros, ros_tools, tmp_path):
 
         # Until a complete set arrives nothing is fused; discovery may drop the first ones,
         # so sets are sent until one comes back.
-        for k in range(40):
-            t = time.time() - 0.2
+        sets = iter(range(100))  # seqs below the test's 100; 20 s of probes are ~40
+
+        def probe():
+            k, t = next(sets), time.time() - 0.2
             pubs['audio'].publish(emb('audio', k, t))
             pubs['vision'].publish(emb('vision', k, t + 0.05))  # within sync_slop
-            if ros.wait_for(lambda: box, 0.5):
-                break
-        assert box, 'no synchronised output'
-        time.sleep(0.5)  # outputs of sets sent during discovery may still be on their way
+        ros.handshake(pubs, probe=probe, their_side=lambda: box, timeout=20.0)
+        # Outputs of sets sent during discovery may still be on their way.
+        assert ros.wait_quiet(lambda: len(box), 0.5, 10.0), 'outputs keep coming'
         n = len(box)
         t = time.time()
         pubs['audio'].publish(emb('audio', 100, t))  # alone: no set, so no output ...
+        # Alone for a while on purpose (a synchroniser fuses complete sets, not on a timeout);
+        # that the node took it shows below, in the set's output.
         time.sleep(1.0)
         assert len(box) == n, 'an audio embedding without a vision partner was fused'
         pubs['vision'].publish(emb('vision', 100, t + 0.05))  # ... until its partner comes
         assert ros.wait_for(lambda: len(box) > n, 10.0), 'the completed set was not fused'
-        out = box[-1][1]
+        # One publisher, in order: an output of the audio alone would have come before the
+        # set's, and nothing may follow it.
+        assert ros.wait_quiet(lambda: len(box), 0.5, 10.0), 'outputs keep coming'
+        assert len(box) == n + 1, 'an audio embedding without a vision partner was fused'
+        out = box[n][1]
         assert out.trigger_modality == 'vision'  # the newer member completes the set
         assert {m.modality: m.seq for m in out.modalities} == {'audio': 100, 'vision': 100}
         assert all(m.present for m in out.modalities)

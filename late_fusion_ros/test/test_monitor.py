@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 
+from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from late_fusion_msgs.msg import Embedding
 from late_fusion_ros.bringup import default_params_file, NodeSpec
@@ -39,9 +40,7 @@ def graphs(ros, start_nodes):
     vision = ros.node.create_publisher(Embedding, '/robot8/vision/embedding', 50)
     agg = ros.node.create_publisher(DiagnosticArray, '/diagnostics_agg', 10)
     raw = ros.node.create_publisher(DiagnosticArray, '/diagnostics', 10)
-    assert ros.wait_for(lambda: audio.get_subscription_count() and
-                        vision.get_subscription_count(), 30.0)
-    time.sleep(1.0)
+    diags = ros.collect(DiagnosticArray, '/diagnostics')
     stop = threading.Event()
 
     def feed():
@@ -70,12 +69,21 @@ def graphs(ros, start_nodes):
                     _status('/robot8/vision_encoder: encoder', '/robot8/vision_encoder',
                             dropped=1000)]))
             k += 1
-            time.sleep(0.02)
+            time.sleep(0.02)  # paces the feed at 50 Hz
     thread = threading.Thread(target=feed, daemon=True)
     thread.start()
-    yield
-    stop.set()
-    thread.join()
+    try:
+        # The nodes' side: each fusion node counts the feed's arrivals in its diagnostics.
+        def taken(fqn, modality):
+            values = diagnostics(diags, fqn)
+            return sum(int(values.get(f'{modality}.{kind}', 0))
+                       for kind in ('received', 'rejected', 'dropped'))
+        ros.handshake([audio, vision], their_side=lambda: taken('/robot7/fusion7', 'audio')
+                      and taken('/robot8/fusion8', 'vision'))
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _monitor(*args):

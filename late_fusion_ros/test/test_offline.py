@@ -13,7 +13,6 @@ Humble sqlite3 bag gives the same outputs, and nothing of it appears on the ROS 
 
 import os
 import subprocess
-import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from late_fusion_msgs.msg import Embedding, FusionOutput
@@ -109,10 +108,15 @@ def run(ros, start_nodes, tmp_path_factory):
                              '-j', '2'], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     seen = set()
-    while proc.poll() is None:
-        seen.update(ros.node.get_node_names())
-        time.sleep(0.2)
+
+    def watched_to_the_end():
+        seen.update(ros.node.get_node_names())  # the graph, sampled every 0.2 s
+        return proc.poll() is not None
+    ended = ros.wait_for(watched_to_the_end, 600.0, 0.2)
+    if not ended:
+        proc.kill()
     out, err = proc.communicate()
+    assert ended, f'fusion_offline ran past 600 s:\n{out}{err}'
     assert proc.returncode == 0, out + err
     receipts = {(m[0], _header(m)): m[2] for m in messages if m[0] != '/audio_info'}
     return {'root': root, 'bag': bag, 'out': root / 'a' / 'out', 'segments': segments,

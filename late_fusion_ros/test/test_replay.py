@@ -30,7 +30,7 @@ import signal
 import subprocess
 import time
 
-from conftest import RosHarness
+from conftest import diagnostics, RosHarness
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import FusionOutput
 from late_fusion_ros.bag_io import BagReader
@@ -50,6 +50,7 @@ PLAYER = {'pattern': PATTERN, 'width': 640, 'height': 480, 'fps': 10.0,
           'seconds_per_photo': 2.0}
 RECORD_SECONDS = 12.0
 INPUTS = ['/audio_stamped', '/audio_info', '/image']
+OUTPUTS = ['audio/embedding', 'vision/embedding', 'fusion_output']
 
 
 def _sec(stamp) -> float:
@@ -77,12 +78,14 @@ def recorded(tmp_path_factory):
         # Recorder and player start once the nodes are up: the bag holds the run, not the
         # models loading (bag_play keeps the bag's timeline, as ros2 bag play does).
         group.start(NodeSpec('bag_record', 'bag_record'), ['--', '-a', '-o', bag])
-        assert watch.wait_for(lambda: 'bag_record' in watch.node.get_node_names(), 30.0)
-        time.sleep(1.0)
+        # bag_record subscribes a topic once it sees its publisher: the nodes' outputs first.
+        assert watch.wait_for(lambda: all(
+            any(i.node_name == 'bag_record' for i in watch.node.get_subscriptions_info_by_topic(
+                f'/{topic}')) for topic in OUTPUTS), 30.0), 'bag_record did not subscribe'
         group.start(NodeSpec('media_player_node', 'media_player',
                              parameters=dict(PLAYER)))
         assert watch.wait_for(lambda: len(outputs) > 0, 60.0), 'no fused output'
-        time.sleep(RECORD_SECONDS)
+        time.sleep(RECORD_SECONDS)  # the run being recorded: wall time passes on purpose
     finally:
         codes = group.stop(timeout=30.0)
         watch.close()
@@ -113,7 +116,10 @@ def replayed(recorded):
                      '--clock', '100', '--rate', '0.5', '--wait-for-subscribers', '60'],
                     timeout=240)
         assert play.returncode == 0, play.stdout + play.stderr
-        time.sleep(2.0)  # the last embeddings
+        # The last embeddings: bag_play has sent everything; the graph is done once the
+        # outputs and every node's counters (diagnostics at 1 Hz) stop changing.
+        assert ros.wait_quiet(lambda: _progress(outputs, diags), 2.5, 60.0), \
+            f'still working 60 s after bag_play: {_progress(outputs, diags)}'
         monitor.send_signal(signal.SIGINT)  # Ctrl-C
         monitor_out = monitor.communicate(timeout=30)[0]
         assert monitor.returncode == 0 and 'Traceback' not in monitor_out, monitor_out
@@ -138,6 +144,15 @@ def offline(recorded):
         outputs = [deserialize_message(data, FusionOutput)
                    for _, _, _, data in reader.messages(['/fusion_output'])]
     return {'outputs': outputs, 'log': run.stdout}
+
+
+def _progress(outputs, diags):
+    """Return what grows while the replayed graph works: outputs and the nodes' counters."""
+    counters = {'/audio_encoder': ('chunks', 'embeddings', 'pending', 'published'),
+                '/vision_encoder': ('received', 'encoded', 'dropped', 'published'),
+                '/fusion': ('audio.received', 'vision.received', 'published')}
+    return len(outputs), tuple(diagnostics(diags, fqn).get(key) for fqn, keys in
+                               counters.items() for key in keys)
 
 
 def _split(outputs, modality):
