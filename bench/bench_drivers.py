@@ -18,7 +18,8 @@ Tables:
               window's last sample -> embedding receipt) p50/p99, capture-to-embedding
               p50/p99, samples lost, and the raw floor's chunk latency
   busy        the microphone rows again while a 1280x720 rgb8 camera streams at 30 fps into
-              the vision encoder (the two paths share two cores)
+              the vision encoder (the two paths share two cores), its model thread at
+              model_nice 10 (default) and 0 in turns, and the ratio of the two
   resampler   node-added latency of the default 'iir' resampler against soxr 'HQ'
   speech      silero VAD speech probability on the same espeak-ng speech through the 16 kHz
               path and the 44.1/48 kHz stereo paths (no ROS)
@@ -45,6 +46,7 @@ PHOTOS = ['astronaut', 'chelsea', 'coffee', 'rocket']
 SIZES = {'640x480': (640, 480), '1280x720': (1280, 720), '1920x1080': (1920, 1080)}
 ENCODINGS = ['rgb8', 'bgr8', 'yuv422_yuy2', 'jpeg']
 CAMERA_TOPIC = '/bench/camera/image'
+CAMERA_NICE0 = '/bench/camera_nice0/image'  # into a vision encoder with model_nice 0
 FLOOR_TOPIC = '/bench/floor/image'
 MIC = '/bench/mic'
 MIC_HQ = '/bench/mic_hq'
@@ -268,6 +270,9 @@ class Bench:
             NodeSpec('vision_encoder_node', 'vision_encoder_jpeg', [('image', CAMERA_TOPIC),
                      ('embedding', '/bench/out/vision_encoder_jpeg')], files,
                      {'image_transport': 'compressed'}),
+            NodeSpec('vision_encoder_node', 'vision_encoder_nice0', [('image', CAMERA_NICE0),
+                     ('embedding', '/bench/out/vision_encoder_nice0')], files,
+                     {'model_nice': 0}),
             NodeSpec('audio_encoder_node', 'audio_encoder', [
                 ('audio_stamped', MIC + '/audio_stamped'), ('audio_info', MIC + '/audio_info'),
                 ('embedding', '/bench/out/audio_encoder')], files),
@@ -414,10 +419,12 @@ def audio_row(bench, rate, channels, chunk, seconds, node='audio_encoder', busy=
     start = len(box)
     camera = None
     if busy:
-        camera = Helper('--publish-camera', '--topic', CAMERA_TOPIC, '--size', busy,
+        size, vision = busy
+        cam_topic = CAMERA_NICE0 if vision == 'vision_encoder_nice0' else CAMERA_TOPIC
+        camera = Helper('--publish-camera', '--topic', cam_topic, '--size', size,
                         '--encoding', 'rgb8', '--qos', 'reliable',
                         '--frames', str(int((seconds + 2) * 30)))
-        bench.wait_subscribed('vision_encoder', CAMERA_TOPIC, 'reliable')
+        bench.wait_subscribed(vision, cam_topic, 'reliable')
         camera.go()
         time.sleep(1.0)  # the camera stream is running before the microphone starts
     pub.go()
@@ -453,8 +460,9 @@ def audio_row(bench, rate, channels, chunk, seconds, node='audio_encoder', busy=
     floor.go()
     fgot = floor.result()['got']
     fpublished = fres['published']
-    flat = np.array([t - fpublished[k] for k, (t, _) in enumerate(fgot)
-                     if k < len(fpublished)])
+    # Matched by stamp, not by order: a chunk the floor missed must not shift the others.
+    fk = [(t, int(round((ns * 1e-9 - fres['t0']) * rate / chunk))) for t, ns in fgot]
+    flat = np.array([t - fpublished[k] for t, k in fk if 0 <= k < len(fpublished)])
     return (f'{rate / 1000:g} kHz', channels, f'{chunk} ({chunk / rate * 1e3:.1f} ms)',
             ms(pct(added, 50)), ms(pct(added, 99)), ms(pct(capture, 50)), ms(pct(capture, 99)),
             f'{len(capture)}/{expected}', lost, after['skipped_windows'] -
@@ -563,17 +571,36 @@ def main():
                 header = ['microphone', 'ch', 'chunk frames', 'added p50', 'added p99',
                           'capture p50', 'capture p99', 'windows', 'samples lost',
                           'skipped', 'floor p50', 'floor p99']
-                for title, busy in (('', None), (', while a 1280x720 rgb8 camera streams at 30 '
-                                                 'fps into vision_encoder_node', '1280x720')):
-                    rows = []
-                    for rate, channels, chunk in mics:
+                busy_title = (', while a 1280x720 rgb8 camera streams at 30 fps into '
+                              'vision_encoder_node')
+                title = ('microphone into audio_encoder_node (defaults): node-added = chunk '
+                         "holding the window's last sample published -> embedding received; "
+                         'capture = window start -> embedding received (ms)')
+                rows = []
+                for rate, channels, chunk in mics:
+                    rows.append(audio_row(bench, rate, channels, chunk, args.audio_seconds))
+                    print('  ' + ' | '.join(str(c) for c in rows[-1]), flush=True)
+                table(title, header, rows)
+                # The vision model thread at model_nice 10 (the default) and at 0, row by
+                # row in turns: the slow sense yielding the CPU to the fast one.
+                busy = {'vision_encoder': [], 'vision_encoder_nice0': []}
+                for rate, channels, chunk in mics:
+                    for vision, rows in busy.items():
                         rows.append(audio_row(bench, rate, channels, chunk, args.audio_seconds,
-                                              busy=busy))
-                        print('  ' + ' | '.join(str(c) for c in rows[-1]), flush=True)
-                    table('microphone into audio_encoder_node (defaults): node-added = chunk '
-                          "holding the window's last sample published -> embedding received; "
-                          f'capture = window start -> embedding received (ms){title}',
-                          header, rows)
+                                              busy=('1280x720', vision)))
+                        print(f'  {vision}: ' + ' | '.join(str(c) for c in rows[-1]),
+                              flush=True)
+                table(title + busy_title + ' (model_nice 10, the default)', header,
+                      busy['vision_encoder'])
+                table(title + busy_title + ' with model_nice 0', header,
+                      busy['vision_encoder_nice0'])
+                ratios = [(f'{a[0]} {a[1]} ch {a[2]}',
+                           *(f'{float(b[k]) / float(a[k]):.2f}' if a[k] != '-' and b[k] != '-'
+                             and float(a[k]) else '-' for k in (3, 4, 5, 6)))
+                          for a, b in zip(busy['vision_encoder'], busy['vision_encoder_nice0'])]
+                table('busy camera: model_nice 0 / model_nice 10 (above 1: the default is '
+                      'faster)', ['microphone', 'added p50', 'added p99', 'capture p50',
+                                  'capture p99'], ratios)
                 rows = []
                 for rate, channels, chunk in ((48000, 2, 1024), (44100, 2, 1024)):
                     for node in ('audio_encoder', 'audio_encoder_hq'):

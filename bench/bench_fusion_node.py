@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import pct, spin_in_background, table
+from benchlib import collect_diagnostics, pct, spin_in_background, table
 import numpy as np
 
 # floor*: the raw rclpy relay; async*: fusion_node (ours); sync: the synchronised baseline.
@@ -190,7 +190,6 @@ class Driver:
 
     def __init__(self, pools):
         import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
         from late_fusion_msgs.msg import Embedding, FusionOutput
         from late_fusion_ros.ros_common import EMBEDDING_QOS
         self.node = rclpy.create_node('bench_fusion_driver')
@@ -201,7 +200,6 @@ class Driver:
         self.seq = {t: dict.fromkeys(MODS, 0) for t in TARGETS}
         self.pub_times = {t: {m: [] for m in MODS} for t in TARGETS}  # index = seq
         self.outputs = {t: [] for t in TARGETS}
-        self.diag = {}
         self.out_topics = {}
         for t in TARGETS:
             if t.startswith('floor'):
@@ -214,7 +212,7 @@ class Driver:
                 self.node.create_subscription(FusionOutput, self.out_topics[t],
                                               lambda msg, t=t: self._on_fusion(t, msg),
                                               EMBEDDING_QOS)
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
+        self.diag = collect_diagnostics(self.node)
         # The driver receives every output of every target: at thousands of messages a
         # second the SingleThreadedExecutor would be the bottleneck, not the targets.
         self.executor = spin_in_background(self.node, events=True)
@@ -230,16 +228,10 @@ class Driver:
                                      msg.arrival_to_publish_latency, seqs.get('audio', -1),
                                      seqs.get('vision', -1)))
 
-    def _on_diag(self, msg):
-        for status in msg.status:
-            # One status per stage of a node: merge them under the node's hardware id.
-            self.diag.setdefault(status.hardware_id, {}).update(
-                {kv.key: kv.value for kv in status.values})
-
-    def arrivals(self, target):
-        """Count the accepted arrivals the fusion node itself reports on /diagnostics."""
+    def arrivals(self, target, key='received'):
+        """Sum a counter of the fusion node's own /diagnostics over both modalities."""
         values = self.diag.get(f'/fusion_{target}', {})
-        return sum(int(values.get(f'{m}.received', 0)) for m in MODS)
+        return sum(int(values.get(f'{m}.{key}', 0)) for m in MODS)
 
     def wait_ready(self, group, timeout=120.0):
         """Wait until every target subscribes both streams and publishes its output."""
@@ -409,6 +401,7 @@ def part_sustained(drv, procs, rates, seconds):
             floor = t.startswith('floor')
             pid = procs[f'relay_{t}' if floor else f'fusion_{t}'].pid
             arr0 = drv.arrivals(t) if not floor else 0
+            lost0 = drv.arrivals(t, 'lost') if not floor else 0
             cpu0, _ = proc_stat(pid)
             own0, w0 = time.process_time(), time.time()
             ph = drv.run(t, evs, drain=1.5)
@@ -423,18 +416,23 @@ def part_sustained(drv, procs, rates, seconds):
             last = ph.latencies('audio', since=ph.end - 1.0)
             allat = ph.latencies('audio')
             node_got = (drv.arrivals(t) - arr0) if not floor else None
+            node_lost = (drv.arrivals(t, 'lost') - lost0) if not floor else None
             rows.append((rate, t, sent, f'{sent / span:.0f}', got, sent - got,
                          f'{(sent - got) / max(1, sent):.1%}',
                          '-' if node_got is None else node_got,
+                         '-' if node_lost is None else node_lost,
                          ms(pct(first, 50)), ms(pct(last, 50)),
                          ratio(pct(last, 50), pct(first, 50)), ms(pct(allat, 99)),
                          f'{(cpu1 - cpu0) / wall:.0%}', f'{own:.0%}'))
     table(f'(3) sustained audio rate (+ vision 10 Hz), {seconds:.0f} s per step: audio outputs '
           'lost and latency trend (p50 in the last second / first second; > 1 = backlog)',
           ['Hz', 'target', 'sent', 'sent/s', 'outputs', 'lost', 'lost %', 'node arrivals',
-           'p50 first s', 'p50 last s', 'trend', 'p99', 'node CPU', 'driver CPU'], rows)
+           'node lost', 'p50 first s', 'p50 last s', 'trend', 'p99', 'node CPU', 'driver CPU'],
+          rows)
     print("  node arrivals: the fusion node's own count (audio + vision) from /diagnostics; "
-          'sent - node arrivals were lost before its callback (reader queue of 50 full)')
+          'sent - node arrivals were lost before its callback (reader queue of 50 full); '
+          "node lost: what the node itself counted lost (gaps in the encoders' seq, its "
+          '/diagnostics WARN)')
     print('  CPU = share of one core over the step and its drain (node: the target process; '
           'driver: this process, which publishes and receives every message)')
 

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import spin_in_background, table
+from benchlib import collect_diagnostics, spin_in_background, table, wait_for
 
 MIB = 1024 * 1024
 
@@ -89,7 +89,6 @@ def main():
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(150, 230)))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-    from diagnostic_msgs.msg import DiagnosticArray
     from late_fusion_msgs.msg import Embedding
     from late_fusion_ros.bringup import node_specs
     from late_fusion_ros.launcher import ProcessGroup
@@ -108,24 +107,10 @@ def main():
     audio_pub = node.create_publisher(AudioDataStamped, 'audio_stamped', reliable)
     info_pub = node.create_publisher(AudioInfo, 'audio_info', latched)
     emb_pub = node.create_publisher(Embedding, 'vision/embedding', EMBEDDING_QOS)
-    diag = {}
-
-    def on_diag(msg):
-        for status in msg.status:
-            diag.setdefault(status.hardware_id, {}).update(
-                {kv.key: kv.value for kv in status.values})
-    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
+    diag = collect_diagnostics(node)
     executor = spin_in_background(node)
     info_pub.publish(AudioInfo(channels=2, sample_rate=48000, sample_format='S16LE',
                                coding_format='wave', bitrate=0, chunk_size=1024))
-
-    def wait_for(predicate, timeout):
-        end = time.time() + timeout
-        while time.time() < end:
-            if predicate():
-                return True
-            time.sleep(0.05)
-        return False
 
     def value(fqn, key):
         return int(diag.get(fqn, {}).get(key, 0))

@@ -32,7 +32,7 @@ import tempfile
 import threading
 import time
 
-from benchlib import pct, spin_in_background, table
+from benchlib import pct, spin_in_background, table, wait_for
 import numpy as np
 
 RATE, WINDOW = 16000, 512
@@ -287,15 +287,6 @@ class Driver:
         self.node.destroy_node()
 
 
-def _wait(predicate, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def bench_dds(variants, rounds, seconds, fps, log_dir):
     """
     Part 3: audio encoder latency with transcription off / on, vision busy.
@@ -325,8 +316,8 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
     try:
         always.start(specs['audio_encoder'])
         always.start(specs['vision_encoder'])
-        if not _wait(lambda: drv.audio_pub.get_subscription_count() >= 1 and
-                     drv.image_pub.get_subscription_count() >= 1, 120.0):
+        if not wait_for(lambda: drv.audio_pub.get_subscription_count() >= 1 and
+                        drv.image_pub.get_subscription_count() >= 1, 120.0):
             raise RuntimeError(f'encoders did not come up: {always.alive()}')
         drv.play(audio[:RATE * 2], photo, fps)  # warm-up: DDS, first frames
         for _ in range(rounds):
@@ -339,14 +330,14 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
                     spec.parameters.update(model=model, decode_nice=int(nice),
                                            cpu_threads=int(threads))
                     group.start(spec)
-                    if not _wait(lambda: drv.audio_pub.get_subscription_count() >= 2, 120.0):
+                    if not wait_for(lambda: drv.audio_pub.get_subscription_count() >= 2, 120.0):
                         raise RuntimeError(f'transcription_node ({variant}) did not come up')
                 n_audio, n_tr = len(drv.audio), len(drv.transcripts)
                 t0 = drv.play(audio, photo, fps)
-                _wait(lambda: len(drv.audio) - n_audio >= len(audio) // WINDOW - 1, 5.0)
+                wait_for(lambda: len(drv.audio) - n_audio >= len(audio) // WINDOW - 1, 5.0)
                 if variant is not None:
-                    _wait(lambda: sum(m.final for _, m in drv.transcripts[n_tr:]) >= len(ends),
-                          10.0)
+                    wait_for(lambda: sum(m.final for _, m in drv.transcripts[n_tr:]) >= len(ends),
+                             10.0)
                     group.stop()
                 r = results.setdefault(variant or 'off', {'lat': [], 'final': [], 'missing': 0})
                 got = [(t, s) for t, s in drv.audio[n_audio:] if s >= t0 + 1.0]

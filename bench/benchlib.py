@@ -25,6 +25,35 @@ def pct(values, q):
     return float(np.percentile(values, q)) if len(values) else float('nan')
 
 
+def wait_for(predicate, timeout, period=0.05):
+    """Poll `predicate` until it is true (True) or `timeout` seconds pass (False)."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return False
+
+
+def collect_diagnostics(node):
+    """
+    Subscribe /diagnostics on `node`; return {hardware_id: {key: value}}, kept up to date.
+
+    Every status of a node carries its FQN as hardware_id, so the values of all its stages
+    ('<node>: input', ': encoder', ': output') merge into one dict per node.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    values = {}
+
+    def on_diag(msg):
+        for status in msg.status:
+            values.setdefault(status.hardware_id, {}).update(
+                {kv.key: kv.value for kv in status.values})
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 50)
+    return values
+
+
 def spin_in_background(node, events=False):
     """
     Spin `node` in a daemon thread; return the executor (call shutdown() to stop).

@@ -24,9 +24,12 @@ from rclpy.qos import (QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile,
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.signals import SignalHandlerOptions
 
-# Camera frames: a shallow queue (the vision node keeps only the newest frame anyway).
+# Camera frames: the vision node keeps only the newest frame for its model, but every frame
+# must reach the callback (counted, checked): a reliable reader queue of 5 overflowed when
+# the executor thread stalled ~170 ms on a busy 2-core machine (bench_drivers.py: 9 of
+# 300 1280x720 frames lost); 10 (ROS's default depth) holds a third of a second at 30 fps.
 # Reliability follows the driver: AdaptiveSubscription sets it from the publishers found.
-SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=5,
+SENSOR_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=10,
                         reliability=QoSReliabilityPolicy.BEST_EFFORT,
                         durability=QoSDurabilityPolicy.VOLATILE)
 # Embeddings and fused outputs are small and every one matters to the consumer: reliable.

@@ -16,9 +16,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from .adaptive_subscription import AdaptiveSubscription
 from .core.encoders import EncoderOutput, make_vision_encoder
 from .core.errors import InputError
-from .core.handover import Mailbox
+from .core.handover import lower_thread_priority, Mailbox
 from .core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
-                         MAX_IMAGE_BYTES)
+                         MAX_IMAGE_BYTES, warm_up_conversions)
 from .core.stream_stats import FrameStats
 from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
                          SENSOR_QOS, spin_node, stamp_to_sec, ThrottledLog)
@@ -53,6 +53,13 @@ class VisionEncoderNode(Node):
                    read_only=True)
         threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
                     read_only=True, min_value=1, max_value=64)
+        # The slow sense yields to the fast one: on a small CPU a woken audio or fusion
+        # thread preempts the vision model instead of waiting out its run (bench_drivers.py,
+        # the microphone rows while a 720p camera streams, compares model_nice 10 and 0).
+        self._model_nice = d('model_nice', 10, 'Added to the nice value of the model thread '
+                             '(Linux; 0 keeps the node priority).', read_only=True,
+                             min_value=0, max_value=19)
+        self._nice_applied = None
         top_k = d('top_k', 5, 'ImageNet classes reported as named scores.', read_only=True,
                   min_value=1, max_value=1000)
         self._max_bytes = d('max_image_bytes', MAX_IMAGE_BYTES, 'Images declaring or carrying '
@@ -70,6 +77,7 @@ class VisionEncoderNode(Node):
         files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
         self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k, **files)
         self._encoder.warmup()
+        warm_up_conversions()
         self._slot = Mailbox(1)  # latest-frame-wins: one frame waits, newer ones replace it
         self._last_stamp = None
         self._counts = Counter()
@@ -194,6 +202,10 @@ class VisionEncoderNode(Node):
         return emb
 
     def _work(self):
+        try:
+            self._nice_applied = lower_thread_priority(self._model_nice)
+        except OSError as err:
+            self.get_logger().warn(f'model_nice {self._model_nice} refused: {err}')
         while (msg := self._slot.get()) is not None:
             t0 = time.perf_counter()
             rgb = self.convert(msg)
@@ -231,7 +243,8 @@ class VisionEncoderNode(Node):
 
     def _encoder_diagnostics(self):
         received = max(1, self._counts.get('received', 0))
-        c = {'encoder': self._encoder.encoder_id, 'encoded': self._counts.get('encoded', 0),
+        c = {'encoder': self._encoder.encoder_id, 'model_nice': self._nice_applied or 0,
+             'encoded': self._counts.get('encoded', 0),
              'dropped': self._counts.get('dropped', 0),
              'drop_rate': round(self._counts.get('dropped', 0) / received, 3),
              'model_errors': self._counts.get('rejected_encoder_error', 0)}

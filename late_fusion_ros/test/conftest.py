@@ -215,6 +215,17 @@ def node_log(group: ProcessGroup, name: str) -> str:
     return open(os.path.join(group.log_dir, f'{name}.log')).read()
 
 
+def flatten(params: dict, prefix: str = '') -> dict:
+    """Return nested parameters as {'a.b.c': value}, the names ROS gives them."""
+    flat = {}
+    for k, v in params.items():
+        if isinstance(v, dict):
+            flat.update(flatten(v, f'{prefix}{k}.'))
+        else:
+            flat[f'{prefix}{k}'] = v
+    return flat
+
+
 def diagnostics(arrays, node: str) -> dict:
     """
     Return the newest /diagnostics values of `node`, all its stages merged, as a dict.
@@ -380,17 +391,7 @@ class RosTools:
                         timeout=timeout).stdout
         doc = yaml.safe_load(out)
         (_, section), = doc.items()
-        flat = {}
-
-        def walk(d, prefix):
-            for k, v in d.items():
-                if isinstance(v, dict):
-                    walk(v, f'{prefix}{k}.')
-                else:
-                    flat[f'{prefix}{k}'] = v
-
-        walk(section['ros__parameters'], '')
-        return flat
+        return flatten(section['ros__parameters'])
 
 
 def _sourced_env(setup: pathlib.Path) -> Dict[str, str]:
@@ -443,16 +444,7 @@ def yaml_parameters(path, role: str) -> dict:
     """
     with open(path) as f:
         section = yaml.safe_load(f)[f'/**/{role}']['ros__parameters']
-    flat = {}
-
-    def walk(d, prefix):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f'{prefix}{k}.')
-            else:
-                flat[f'{prefix}{k}'] = v
-
-    walk(section, '')
+    flat = flatten(section)
     fused = flat.get('modalities')
     if role == 'fusion' and fused:
         flat = {k: v for k, v in flat.items() if not k.startswith('modality_params.')

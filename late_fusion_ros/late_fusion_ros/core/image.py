@@ -135,3 +135,21 @@ def compressed_to_rgb(fmt: str, data, max_bytes: int = MAX_IMAGE_BYTES,
             return np.array(img.convert('RGB'))
     except (OSError, ValueError) as err:  # a valid header over truncated or corrupt data
         raise InputError('bad_compressed', f'cannot decode {fmt!r} image: {err}') from err
+
+
+def warm_up_conversions() -> None:
+    """
+    Convert one tiny frame of each common encoding, and one jpeg, once.
+
+    The first conversion imports rosbags-image and OpenCV and initialises their tables, and
+    the first jpeg loads PIL's decoder: together up to a second, during which the holder of
+    the GIL stalls every other thread of the node. Done at start-up, before the node
+    subscribes, a camera's first frames meet a warm path instead of a full reader queue.
+    """
+    for encoding, bpp in (('rgb8', 3), ('bgr8', 3), ('mono8', 1), ('yuv422_yuy2', 2)):
+        frame = types.SimpleNamespace(encoding=encoding, height=2, width=4, step=4 * bpp,
+                                      data=bytes(8 * bpp), is_bigendian=0)
+        image_msg_to_rgb(frame)
+    jpeg = io.BytesIO()
+    Image.new('RGB', (8, 8)).save(jpeg, format='JPEG')
+    compressed_to_rgb('jpeg', jpeg.getvalue())
