@@ -219,7 +219,7 @@ def bench_realtime(load, vad, audio, ends, nice):
 
 # ---------------------------------------------------------------------------- over DDS
 class Driver:
-    """The bench's node: a microphone and a camera; records embeddings and transcripts."""
+    """The bench's node: a microphone; records embeddings and transcripts."""
 
     def __init__(self):
         import rclpy
@@ -227,15 +227,11 @@ class Driver:
         from late_fusion_msgs.msg import Embedding, Transcript
         from late_fusion_ros.ros_common import EMBEDDING_QOS
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
-        from sensor_msgs.msg import Image
         self.node = rclpy.create_node('bench_transcription_driver')
         self.audio_pub = self.node.create_publisher(AudioDataStamped, 'bench/mic/audio', 50)
         self.info_pub = self.node.create_publisher(AudioInfo, 'bench/mic/audio_info', QoSProfile(
             depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL))
-        self.image_pub = self.node.create_publisher(
-            Image, 'bench/cam/image', QoSProfile(depth=5,
-                                                 reliability=QoSReliabilityPolicy.RELIABLE))
         self.info_pub.publish(AudioInfo(channels=1, sample_rate=RATE, sample_format='S16LE',
                                         bitrate=RATE * 16, coding_format='wave'))
         self.audio = []        # (receive time, window stamp)
@@ -257,19 +253,12 @@ class Driver:
     def _on_vision(self, msg):
         self.vision += 1
 
-    def play(self, audio, photo, fps):
-        """Publish `audio` in real time (512-sample chunks) and `photo` at `fps`."""
+    def play(self, audio):
+        """Publish `audio` in real time (512-sample chunks); return the start time."""
         from audio_common_msgs.msg import AudioDataStamped
-        from sensor_msgs.msg import Image
         pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype('<i2')
-        frame = Image(height=photo.shape[0], width=photo.shape[1], encoding='rgb8',
-                      step=photo.shape[1] * 3, data=photo.tobytes())
-        t0, frames = time.time(), 0
+        t0 = time.time()
         for k in range(len(pcm) // WINDOW):
-            while time.time() >= t0 + frames / fps:
-                frame.header.stamp = self.node.get_clock().now().to_msg()
-                self.image_pub.publish(frame)
-                frames += 1
             delay = t0 + (k + 1) * WINDOW / RATE - time.time()
             if delay > 0:
                 time.sleep(delay)
@@ -296,30 +285,33 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
     """
     import rclpy
     from late_fusion_ros.bringup import node_specs
-    from late_fusion_ros.core.media import camera_frame
     from late_fusion_ros.launcher import ProcessGroup
     specs = {s.name: s for s in node_specs('bench/mic/audio', 'bench/mic/audio_info',
                                            'bench/cam/image', transcribe=True)}
     for name, spec in specs.items():
         spec.remappings = [(a, 'bench/' + b if b.endswith(('embedding', 'transcript')) else b)
                            for a, b in spec.remappings]
-    specs['vision_encoder'].parameters[
-        'qos_overrides./bench/cam/image.subscription.reliability'] = 'reliable'
     audio, ends = realtime_script(quick=seconds < 15)
     audio = np.tile(audio, int(np.ceil(seconds * RATE / len(audio))))[:int(seconds * RATE)]
     ends = [e for e in ends if e < seconds - 1.0]
-    photo = camera_frame('astronaut', 640, 480)
     rclpy.init()
     drv = Driver()
     always = ProcessGroup(log_dir=log_dir)
     results = {}
+    camera = None
     try:
         always.start(specs['audio_encoder'])
         always.start(specs['vision_encoder'])
-        if not wait_for(lambda: drv.audio_pub.get_subscription_count() >= 1 and
-                        drv.image_pub.get_subscription_count() >= 1, 120.0):
+        if not wait_for(lambda: drv.audio_pub.get_subscription_count() >= 1, 120.0):
             raise RuntimeError(f'encoders did not come up: {always.alive()}')
-        drv.play(audio[:RATE * 2], photo, fps)  # warm-up: DDS, first frames
+        # The camera is its own process, as camera and microphone drivers are: published from
+        # the microphone's process, 640x480 frames delayed its audio chunks in the middleware
+        # by up to 1.5 s (a raw rclpy subscriber of the audio saw the same), which measured
+        # Fast DDS, not the nodes.
+        camera = subprocess.Popen([sys.executable, __file__, '--publish-camera', str(fps)])
+        if not wait_for(lambda: drv.vision > 0, 120.0):
+            raise RuntimeError(f'no camera frame encoded: {always.alive()}')
+        drv.play(audio[:RATE * 2])  # warm-up: DDS, first windows
         for _ in range(rounds):
             for variant in [None] + list(variants):
                 group = None
@@ -333,7 +325,7 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
                     if not wait_for(lambda: drv.audio_pub.get_subscription_count() >= 2, 120.0):
                         raise RuntimeError(f'transcription_node ({variant}) did not come up')
                 n_audio, n_tr = len(drv.audio), len(drv.transcripts)
-                t0 = drv.play(audio, photo, fps)
+                t0 = drv.play(audio)
                 wait_for(lambda: len(drv.audio) - n_audio >= len(audio) // WINDOW - 1, 5.0)
                 if variant is not None:
                     wait_for(lambda: sum(m.final for _, m in drv.transcripts[n_tr:]) >= len(ends),
@@ -351,10 +343,39 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
                     if hit:
                         r['final'].append(hit[0] - (t0 + end))
     finally:
+        if camera is not None:
+            camera.terminate()
+            camera.wait(10)
         always.stop()
         drv.close()
         rclpy.try_shutdown()
     return results
+
+
+def publish_camera_main(fps):
+    """Play a camera driver (the helper process of part 3): 640x480 rgb8, reliable."""
+    import rclpy
+    from late_fusion_ros.core.media import camera_frame
+    from rclpy.executors import ExternalShutdownException
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from sensor_msgs.msg import Image
+    rclpy.init()
+    node = rclpy.create_node('bench_transcription_camera')
+    pub = node.create_publisher(Image, 'bench/cam/image', QoSProfile(
+        depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
+    photo = camera_frame('astronaut', 640, 480)
+    frame = Image(height=480, width=640, encoding='rgb8', step=640 * 3, data=photo.tobytes())
+    t0, k = time.monotonic(), 0
+    try:
+        while rclpy.ok():
+            frame.header.stamp = node.get_clock().now().to_msg()
+            pub.publish(frame)
+            k += 1
+            time.sleep(max(0.0, t0 + k / fps - time.monotonic()))
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    node.destroy_node()
+    rclpy.try_shutdown()
 
 
 # ---------------------------------------------------------------------------- main
@@ -375,7 +396,11 @@ def main():
                         '(default: each model with nice 10 and 2 threads)')
     parser.add_argument('--dds-seconds', type=float, default=None)
     parser.add_argument('--fps', type=float, default=15.0, help='part 3: camera frame rate')
+    parser.add_argument('--publish-camera', type=float, default=None, metavar='FPS',
+                        help=argparse.SUPPRESS)  # part 3's camera process
     args = parser.parse_args()
+    if args.publish_camera is not None:
+        return publish_camera_main(args.publish_camera)
     os.environ.setdefault('HF_HUB_OFFLINE', '1')
     import torch
     from late_fusion_ros.core.encoders import make_audio_encoder
