@@ -9,7 +9,6 @@ from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
-import numpy as np
 from rclpy.node import Node
 
 from .audio_input import AudioInput
@@ -17,7 +16,7 @@ from .core.audio import Frame
 from .core.encoders import make_audio_encoder
 from .core.handover import Mailbox
 from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
-                         sec_to_stamp, spin_node)
+                         processing_values, sec_to_stamp, spin_node)
 
 
 class AudioEncoderNode(Node):
@@ -142,10 +141,7 @@ class AudioEncoderNode(Node):
                   'skipped_windows': self._counts.get('skipped_windows', 0),
                   'pending': len(self._pending),
                   'model_errors': self._input.counts.get('rejected_encoder_error', 0)}
-        if self._processing:
-            ms = np.array(list(self._processing)) * 1e3  # copied at once: the worker appends
-            values.update(processing_p50_ms=round(float(np.percentile(ms, 50)), 2),
-                          processing_max_ms=round(float(ms.max()), 2))
+        values.update(processing_values(self._processing))
         if values['model_errors']:
             return DiagnosticStatus.ERROR, 'the model failed', values
         if values['skipped_windows']:

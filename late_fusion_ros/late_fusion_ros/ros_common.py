@@ -139,6 +139,19 @@ def _compact(names: List[str]) -> str:
                      for head, tails in groups.items())
 
 
+def processing_values(seconds, digits: int = 2) -> dict:
+    """
+    Return processing_p50_ms and processing_max_ms of recent model runs (seconds), or {}.
+
+    `seconds` is the deque a worker thread appends to: it is copied at once.
+    """
+    if not seconds:
+        return {}
+    ms = np.array(list(seconds)) * 1e3
+    return {'processing_p50_ms': round(float(np.percentile(ms, 50)), digits),
+            'processing_max_ms': round(float(ms.max()), digits)}
+
+
 def make_executor(kind: str):
     """
     Return the executor named `kind`: 'single_threaded' or 'events'.

@@ -21,7 +21,8 @@ from .core.image import (check_compressed, checked_rows, compressed_to_rgb, imag
                          MAX_IMAGE_BYTES, warm_up_conversions)
 from .core.stream_stats import FrameStats
 from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
-                         SENSOR_QOS, spin_node, stamp_to_sec, ThrottledLog)
+                         processing_values, SENSOR_QOS, spin_node, stamp_to_sec,
+                         ThrottledLog)
 
 
 class VisionEncoderNode(Node):
@@ -248,10 +249,7 @@ class VisionEncoderNode(Node):
              'dropped': self._counts.get('dropped', 0),
              'drop_rate': round(self._counts.get('dropped', 0) / received, 3),
              'model_errors': self._counts.get('rejected_encoder_error', 0)}
-        if self._processing:
-            ms = np.array(list(self._processing)) * 1e3  # copied at once: the worker appends
-            c.update(processing_p50_ms=round(float(np.percentile(ms, 50)), 1),
-                     processing_max_ms=round(float(ms.max()), 1))
+        c.update(processing_values(self._processing, digits=1))
         if c['model_errors']:
             return DiagnosticStatus.ERROR, 'the model failed', c
         # Latest-frame-wins drops are by design (the model is slower than the camera).
