@@ -16,7 +16,7 @@ from another chunk) or was skipped by the live node, which counts it (>= 95 %); 
 vision outputs are a subset of the offline ones (the live encoder takes only the frames
 its model can, latest-frame-wins), and the node's own counts account for every frame it
 received. Decisions: outputs fused from the same inputs (the same usable input, by
-stamp, of every modality) decide the same (>= 98 %: a live stream that began a window
+stamp, of every modality) decide the same (all but max(2, 2 %): a live stream that began a window
 late leaves a streaming VAD in another state for a while). Outputs of the same trigger
 decide the same for >= 90 % of audio and >= 75 % of vision triggers: offline an encoder
 takes no time; live the fusion sees a frame ~50-100 ms after it arrived, when a newer audio
@@ -239,8 +239,10 @@ def test_same_inputs_same_decisions(replayed, offline):
     # How many outputs share inputs depends on how many frames the live vision encoder took:
     # all 119 on a quiet machine (277 pairs), about a third in a loaded CI run (49 pairs).
     assert same >= 30, same
-    # Not all: a live stream that began a window late gives a streaming VAD another state.
-    assert agree >= 0.98 * same, (agree, same)
+    # Not all: a live stream that began a window late gives a streaming VAD another state
+    # for its first few windows, a handful of outputs whatever the number of pairs (2 of 51
+    # in a run whose niced vision encoder took few frames).
+    assert same - agree <= max(2, 0.02 * same), (agree, same)
 
 
 def _diag_values(arrays, fqn):
