@@ -15,7 +15,6 @@ from rclpy.node import Node
 
 from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult,
                           make_strategy, ModalityConfig, STRATEGIES)
-from .core.fusion.engine import FUTURE_TOLERANCE
 from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
                          spin_node, stamp_to_sec, ThrottledLog)
 
@@ -332,7 +331,7 @@ class FusionNode(Node):
                       publish: bool = True):
         entry = time.perf_counter() if entry is None else entry
         now = now_sec(self)
-        if now <= 0.0 and stamp_to_sec(msg.header.stamp) - now > self._future_limit(name):
+        if now <= 0.0 and stamp_to_sec(msg.header.stamp) - now > self._engine.future_limit(name):
             # use_sim_time and no /clock yet: an encoder that got /clock first stamps far
             # ahead of this node's 0. Dropped and counted, not refused as from the future.
             self._engine.count(name, 'clock_not_started', 'dropped')
@@ -349,11 +348,6 @@ class FusionNode(Node):
         self._pub.publish(out)
         self._published += 1
         self._latencies.append(out.capture_to_output_latency)
-
-    def _future_limit(self, name: str) -> float:
-        """Return how far ahead of `now` an input of `name` may be stamped (the engine's)."""
-        ages = [m.max_age for m in self._engine.config.modalities if m.name == name]
-        return max([FUTURE_TOLERANCE] + ages)
 
     def _input_diagnostics(self):
         with self._lock:

@@ -341,6 +341,15 @@ class FusionEngine:
             result.reset = reset or result.reset  # _update flags a rewind of stamps
             return result
 
+    @staticmethod
+    def _future_limit(slot: _Slot) -> float:
+        return max(FUTURE_TOLERANCE, slot.cfg.max_age)
+
+    def future_limit(self, modality: str) -> float:
+        """Return how far ahead of `now` an input of `modality` may be stamped (seconds)."""
+        slot = self._slots.get(modality)
+        return FUTURE_TOLERANCE if slot is None else self._future_limit(slot)
+
     def count(self, modality: str, reason: str, kind: str = 'rejected') -> None:
         """Count an input of `modality` refused before it became an EmbeddingInput."""
         with self._lock:
@@ -382,7 +391,7 @@ class FusionEngine:
         reason = _invalid_reason(inp, slot.cfg) or self._strategy.check(inp)
         if reason:
             return self._reject(slot, reason, 'rejected')
-        if inp.stamp - now > max(FUTURE_TOLERANCE, slot.cfg.max_age):
+        if inp.stamp - now > self._future_limit(slot):
             return self._reject(slot, FUTURE_STAMP, 'rejected')
         # Far older than the last accepted stamp: a stray old stamp, or the stamps' clock
         # jumped back (a bag loop without --clock). Only a confirmed rewind resets the state,
