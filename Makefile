@@ -18,7 +18,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	@source $(INSTALL)/setup.bash && python -m late_fusion_ros.demo --duration $(DURATION) $(if $(FACE),--face,) $(if $(filter 0 false no,$(TRANSCRIBE)),--no-transcribe,)
+	@source $(INSTALL)/setup.bash && python -m late_fusion_ros.tools.demo --duration $(DURATION) $(if $(FACE),--face,) $(if $(filter 0 false no,$(TRANSCRIBE)),--no-transcribe,)
 
 test: setup
 	@source $(INSTALL)/setup.bash && bash scripts/run_tests.sh $(PYTEST_ARGS)

@@ -255,8 +255,8 @@ class Bench:
         from diagnostic_msgs.msg import DiagnosticArray
         from late_fusion_msgs.msg import Embedding
         from late_fusion_ros.bringup import node_specs, NodeSpec
-        from late_fusion_ros.launcher import ProcessGroup
-        from late_fusion_ros.ros_common import EMBEDDING_QOS
+        from late_fusion_ros.bringup.launcher import ProcessGroup
+        from late_fusion_ros.shared.qos import EMBEDDING_QOS
         self.node = rclpy.create_node('bench_drivers')
         self.embeddings = {}  # node name -> [(receipt, stamp ns)]
         self.diag = {}
@@ -339,7 +339,7 @@ class Bench:
         The node keeps its subscription while no publisher exists and re-adapts within half
         a second of a new publisher appearing; a row starts once that has happened.
         """
-        from late_fusion_ros.adaptive_subscription import qos_name
+        from late_fusion_ros.shared.adaptive_subscription import qos_name
         end = time.time() + timeout
         while time.time() < end:
             subs = [i for i in self.node.get_subscriptions_info_by_topic(topic)
@@ -363,7 +363,7 @@ class Bench:
 
 def camera_row(bench, size, encoding, qos, frames):
     """One camera row: ours (vision_encoder_node defaults) then the raw floor."""
-    from late_fusion_ros.adaptive_subscription import qos_name
+    from late_fusion_ros.shared.adaptive_subscription import qos_name
     name = 'vision_encoder_jpeg' if encoding == 'jpeg' else 'vision_encoder'
     suffix = '/compressed' if encoding == 'jpeg' else ''
     args = ['--size', size, '--encoding', encoding, '--qos', qos, '--frames', str(frames)]

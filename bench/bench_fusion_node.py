@@ -60,7 +60,8 @@ def ratio(a, b):
 def relay_main():
     """Run the floor: subscribe audio/ and vision/embedding, republish each unchanged."""
     from late_fusion_msgs.msg import Embedding
-    from late_fusion_ros.ros_common import EMBEDDING_QOS, spin_node
+    from late_fusion_ros.shared.lifecycle import spin_node
+    from late_fusion_ros.shared.qos import EMBEDDING_QOS
     from rclpy.node import Node
 
     class Relay(Node):
@@ -149,7 +150,7 @@ def stamp_msg(t):
 def start_targets(log_dir):
     """Start the floor relay and the two fusion nodes, each on its own topics."""
     from late_fusion_ros.bringup import default_params_file, NodeSpec, ros_args
-    from late_fusion_ros.launcher import ProcessGroup
+    from late_fusion_ros.bringup.launcher import ProcessGroup
     group = ProcessGroup(log_dir=log_dir)
     for t in TARGETS:
         remaps = [(f'{m}/embedding', f'{t}/{m}/embedding') for m in MODS]
@@ -191,7 +192,7 @@ class Driver:
     def __init__(self, pools):
         import rclpy
         from late_fusion_msgs.msg import Embedding, FusionOutput
-        from late_fusion_ros.ros_common import EMBEDDING_QOS
+        from late_fusion_ros.shared.qos import EMBEDDING_QOS
         self.node = rclpy.create_node('bench_fusion_driver')
         self.pools = pools
         self.pubs = {t: {m: self.node.create_publisher(Embedding, f'{t}/{m}/embedding',

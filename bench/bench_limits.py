@@ -57,7 +57,7 @@ def floor_main(topic, count_file):
     """Subscribe `topic` with an empty callback, as the node does; write the count to a file."""
     from audio_common_msgs.msg import AudioDataStamped
     from late_fusion_msgs.msg import Embedding
-    from late_fusion_ros.ros_common import EMBEDDING_QOS
+    from late_fusion_ros.shared.qos import EMBEDDING_QOS
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -91,8 +91,8 @@ def main():
     from audio_common_msgs.msg import AudioDataStamped, AudioInfo
     from late_fusion_msgs.msg import Embedding
     from late_fusion_ros.bringup import node_specs
-    from late_fusion_ros.launcher import ProcessGroup
-    from late_fusion_ros.ros_common import EMBEDDING_QOS
+    from late_fusion_ros.bringup.launcher import ProcessGroup
+    from late_fusion_ros.shared.qos import EMBEDDING_QOS
     import numpy as np
     import rclpy
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy

@@ -51,8 +51,8 @@ def main():
     import rclpy
     from late_fusion_msgs.msg import FusionOutput
     from late_fusion_ros.bringup import node_specs, NodeSpec
-    from late_fusion_ros.launcher import ProcessGroup
-    from late_fusion_ros.ros_common import EMBEDDING_QOS
+    from late_fusion_ros.bringup.launcher import ProcessGroup
+    from late_fusion_ros.shared.qos import EMBEDDING_QOS
 
     rclpy.init()
     node = rclpy.create_node('bench_soak')

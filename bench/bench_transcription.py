@@ -225,7 +225,7 @@ class Driver:
         import rclpy
         from audio_common_msgs.msg import AudioDataStamped, AudioInfo
         from late_fusion_msgs.msg import Embedding, Transcript
-        from late_fusion_ros.ros_common import EMBEDDING_QOS
+        from late_fusion_ros.shared.qos import EMBEDDING_QOS
         from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
         self.node = rclpy.create_node('bench_transcription_driver')
         self.audio_pub = self.node.create_publisher(AudioDataStamped, 'bench/mic/audio', 50)
@@ -285,7 +285,7 @@ def bench_dds(variants, rounds, seconds, fps, log_dir):
     """
     import rclpy
     from late_fusion_ros.bringup import node_specs
-    from late_fusion_ros.launcher import ProcessGroup
+    from late_fusion_ros.bringup.launcher import ProcessGroup
     specs = {s.name: s for s in node_specs('bench/mic/audio', 'bench/mic/audio_info',
                                            'bench/cam/image', transcribe=True)}
     for name, spec in specs.items():

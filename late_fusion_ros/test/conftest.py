@@ -24,7 +24,7 @@ import time
 from typing import Dict, List, Optional
 
 from late_fusion_ros.bringup import NodeSpec
-from late_fusion_ros.launcher import ProcessGroup
+from late_fusion_ros.bringup.launcher import ProcessGroup
 import pytest
 import yaml
 
@@ -52,7 +52,7 @@ class RosHarness:
 
     def collect(self, msg_type, topic: str, qos=None):
         """Subscribe `topic` and append (receive time, msg) to self.received[topic]."""
-        from late_fusion_ros.ros_common import EMBEDDING_QOS
+        from late_fusion_ros.shared.qos import EMBEDDING_QOS
         box = self.received.setdefault(topic, [])
         self.node.create_subscription(msg_type, topic, lambda m: box.append((time.time(), m)),
                                       qos or EMBEDDING_QOS)

@@ -14,7 +14,7 @@ import time
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from late_fusion_ros.core.media import camera_frame, scenario, stereo
-from late_fusion_ros.ros_common import sec_to_stamp
+from late_fusion_ros.shared.messages import sec_to_stamp
 import numpy as np
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from rosgraph_msgs.msg import Clock

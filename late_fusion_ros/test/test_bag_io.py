@@ -17,12 +17,12 @@ import subprocess
 
 from audio_common_msgs.msg import AudioInfo
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState
-from late_fusion_ros.bag_io import (BagError, BagReader, BagWriter, message_class,
-                                    typestore_for)
-from late_fusion_ros.bag_play import parse_remaps, playback_qos
-from late_fusion_ros.bag_record import split_ros_args, TopicSelection
-from late_fusion_ros.launcher import executable_path
-from late_fusion_ros.timeline import header_stamp, load_bag, render_html, render_png
+from late_fusion_ros.bringup.launcher import executable_path
+from late_fusion_ros.tools.bag_io import (BagError, BagReader, BagWriter, message_class,
+                                          typestore_for)
+from late_fusion_ros.tools.bag_play import parse_remaps, playback_qos
+from late_fusion_ros.tools.bag_record import split_ros_args, TopicSelection
+from late_fusion_ros.tools.timeline import header_stamp, load_bag, render_html, render_png
 import pytest
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.serialization import deserialize_message, serialize_message
@@ -176,7 +176,7 @@ def test_pure_helpers():
     with pytest.raises(ValueError):
         parse_remaps(['image'])
     from rosbags.interfaces import QosDurability, QosReliability
-    from late_fusion_ros.bag_io import bag_qos
+    from late_fusion_ros.tools.bag_io import bag_qos
     latched, best = bag_qos(LATCHED), bag_qos(BEST_EFFORT)
     assert latched.durability == QosDurability.TRANSIENT_LOCAL
     assert best.reliability == QosReliability.BEST_EFFORT
@@ -241,7 +241,7 @@ def _timeline_bag(path):
 
 def test_timeline_figures_from_a_bag(tmp_path):
     """Lanes, drops, gaps and staleness come out of the bag as they went in."""
-    from late_fusion_ros.timeline import lane_stats
+    from late_fusion_ros.tools.timeline import lane_stats
     data = load_bag(_timeline_bag(str(tmp_path / 'run')))
     assert set(data.lanes) == {'audio', 'vision'}
     audio, vision = (lane_stats(data.lanes[m], data.outputs) for m in ('audio', 'vision'))

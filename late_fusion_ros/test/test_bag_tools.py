@@ -18,8 +18,8 @@ import time
 
 from audio_common_msgs.msg import AudioInfo
 from late_fusion_msgs.msg import Embedding
-from late_fusion_ros.bag_io import BagReader, BagWriter
-from late_fusion_ros.launcher import executable_path
+from late_fusion_ros.bringup.launcher import executable_path
+from late_fusion_ros.tools.bag_io import BagReader, BagWriter
 import numpy as np
 import pytest
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy

@@ -4,9 +4,9 @@
 
 import array
 
-from late_fusion_ros.core.audio import (
-    AudioFramer, AudioStream, check_coding_format, decode_pcm, HeaderlessStamper, StreamClock,
-    StreamFormat, StreamResampler, to_mono)
+from late_fusion_ros.core.audio import (AudioFramer, AudioStream, check_coding_format, decode_pcm,
+                                        HeaderlessStamper, StreamClock, StreamFormat,
+                                        StreamResampler, to_mono)
 from late_fusion_ros.core.errors import InputError
 import numpy as np
 import pytest

@@ -11,8 +11,7 @@ import logging
 
 from late_fusion_ros.core import media
 from late_fusion_ros.core.audio import AudioFramer
-from late_fusion_ros.core.encoders import (make_audio_encoder, make_vision_encoder,
-                                           select_device)
+from late_fusion_ros.core.encoders import make_audio_encoder, make_vision_encoder, select_device
 from late_fusion_ros.core.encoders.efficientnet import imagenet_class_names
 import numpy as np
 import pytest

@@ -11,8 +11,7 @@ import os
 import subprocess
 import sys
 
-from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
-                                         ModalityConfig)
+from late_fusion_ros.core.fusion import EmbeddingInput, FusionConfig, FusionEngine, ModalityConfig
 from late_fusion_ros.core.fusion.engine import MAX_SEQ_GAP, REWIND_CONFIRM
 import numpy as np
 import pytest

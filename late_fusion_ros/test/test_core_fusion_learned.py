@@ -9,10 +9,9 @@ Expected numbers are worked out by hand in each test, never taken from the code 
 import math
 import pathlib
 
-from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine,
-                                         make_strategy, ModalityConfig)
-from late_fusion_ros.core.fusion.attention_model import (AttentionFusionModel,
-                                                         save_attention_model)
+from late_fusion_ros.core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, make_strategy,
+                                         ModalityConfig)
+from late_fusion_ros.core.fusion.attention_model import AttentionFusionModel, save_attention_model
 from late_fusion_ros.core.fusion.training import train_attention, train_meta_learner
 import numpy as np
 import pytest

@@ -5,7 +5,7 @@
 import os
 
 from late_fusion_ros.core.fusion import FusionConfig, FusionEngine, ModalityConfig
-from late_fusion_ros.train_fusion import EMBEDDING, main, make_typestore, read_embeddings
+from late_fusion_ros.tools.train_fusion import EMBEDDING, main, make_typestore, read_embeddings
 import numpy as np
 import pytest
 

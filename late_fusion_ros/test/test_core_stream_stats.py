@@ -33,7 +33,7 @@ def test_pauses_and_clock_jumps_are_not_losses():
 def test_adapted_policy_follows_every_publisher():
     """Reliable / transient local only when every publisher offers it; a pin wins."""
     rclpy_qos = pytest.importorskip('rclpy.qos')
-    from late_fusion_ros.adaptive_subscription import adapted_policy
+    from late_fusion_ros.shared.adaptive_subscription import adapted_policy
     rel, be = rclpy_qos.QoSReliabilityPolicy.RELIABLE, rclpy_qos.QoSReliabilityPolicy.BEST_EFFORT
     assert adapted_policy('reliability', [rel, rel]) == rel
     assert adapted_policy('reliability', [rel, be]) == be

@@ -11,9 +11,9 @@ import os
 
 from late_fusion_ros.core.encoders import make_audio_encoder
 from late_fusion_ros.core.media import noise, speech
-from late_fusion_ros.core.transcription import (
-    normalize_words, PhraseTable, resolve_model, ScoredWord, StreamingConfig,
-    StreamingTranscriber, wer, WhisperRecognizer, word_errors)
+from late_fusion_ros.core.transcription import (normalize_words, PhraseTable, resolve_model,
+                                                ScoredWord, StreamingConfig, StreamingTranscriber,
+                                                wer, WhisperRecognizer, word_errors)
 from late_fusion_ros.core.transcription.whisper import _join_base
 import numpy as np
 import pytest

@@ -329,7 +329,7 @@ def test_attention_model_file_switched_in_and_weights_reported(ros, fusion, tmp_
 def test_bad_configuration_refuses_to_start_with_one_clear_line(bad):
     """An impossible configuration exits 1 with a FATAL line naming it, no traceback."""
     import subprocess
-    from late_fusion_ros.launcher import executable_path
+    from late_fusion_ros.bringup.launcher import executable_path
     run = subprocess.run([executable_path('fusion_node'), '--ros-args', '-r',
                           '__node:=fusion_bad', '-p', bad], capture_output=True, text=True,
                          timeout=60)

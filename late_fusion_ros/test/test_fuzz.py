@@ -32,7 +32,7 @@ from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import default_params_file, NodeSpec
-from late_fusion_ros.ros_common import sec_to_stamp
+from late_fusion_ros.shared.messages import sec_to_stamp
 import numpy as np
 from PIL import Image as PILImage
 import pytest

@@ -19,9 +19,9 @@ from conftest import diagnostics, RosHarness
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import node_specs
+from late_fusion_ros.bringup.launcher import ProcessGroup
 from late_fusion_ros.core.media import camera_frame, scenario, stereo
-from late_fusion_ros.launcher import ProcessGroup
-from late_fusion_ros.ros_common import sec_to_stamp
+from late_fusion_ros.shared.messages import sec_to_stamp
 import numpy as np
 import pytest
 import rclpy

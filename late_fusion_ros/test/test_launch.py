@@ -19,8 +19,8 @@ from conftest import (assert_clean_sigint, assert_parameters_applied, echo_once,
                       RosHarness, yaml_parameters)
 from late_fusion_msgs.msg import Embedding, FusionOutput
 from late_fusion_ros.bringup import default_params_file, NodeSpec
+from late_fusion_ros.bringup.launcher import ProcessGroup
 from late_fusion_ros.core.fusion import STRATEGIES
-from late_fusion_ros.launcher import ProcessGroup
 import pytest
 from rosgraph_msgs.msg import Clock
 import yaml

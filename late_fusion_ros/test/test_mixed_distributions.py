@@ -17,7 +17,7 @@ import subprocess
 from conftest import ROOT
 from late_fusion_msgs.msg import FusionOutput
 from late_fusion_ros.bringup import node_specs, NodeSpec
-from late_fusion_ros.launcher import ProcessGroup
+from late_fusion_ros.bringup.launcher import ProcessGroup
 import pytest
 
 pytestmark = pytest.mark.integration

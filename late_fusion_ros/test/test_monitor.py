@@ -18,7 +18,7 @@ from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from late_fusion_msgs.msg import Embedding
 from late_fusion_ros.bringup import default_params_file, NodeSpec
-from late_fusion_ros.launcher import executable_path
+from late_fusion_ros.bringup.launcher import executable_path
 import pytest
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ full default graph, transcription included.
 from conftest import (assert_clean_sigint, assert_parameters_applied, echo_once, PLAYER,
                       yaml_parameters)
 from late_fusion_ros.bringup import default_params_file, node_specs
-from late_fusion_ros.launcher import ProcessGroup
+from late_fusion_ros.bringup.launcher import ProcessGroup
 import pytest
 
 pytestmark = pytest.mark.integration

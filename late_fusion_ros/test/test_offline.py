@@ -16,10 +16,10 @@ import subprocess
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
 from late_fusion_msgs.msg import Embedding, FusionOutput
-from late_fusion_ros.bag_io import BagReader, BagWriter
 from late_fusion_ros.bringup import default_params_file, NodeSpec
+from late_fusion_ros.bringup.launcher import executable_path
 from late_fusion_ros.core.media import camera_frame, scenario, stereo
-from late_fusion_ros.launcher import executable_path
+from late_fusion_ros.tools.bag_io import BagReader, BagWriter
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
@@ -125,7 +125,7 @@ def run(ros, start_nodes, tmp_path_factory):
 
 
 def _header(message):
-    from late_fusion_ros.timeline import header_stamp
+    from late_fusion_ros.tools.timeline import header_stamp
     return round(header_stamp(message[3]), 6)
 
 

@@ -33,9 +33,9 @@ import time
 from conftest import diagnostics, RosHarness
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import FusionOutput
-from late_fusion_ros.bag_io import BagReader
 from late_fusion_ros.bringup import node_specs, NodeSpec
-from late_fusion_ros.launcher import executable_path, ProcessGroup
+from late_fusion_ros.bringup.launcher import executable_path, ProcessGroup
+from late_fusion_ros.tools.bag_io import BagReader
 import numpy as np
 import pytest
 import rclpy

@@ -20,9 +20,9 @@ from conftest import diagnostics
 from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
 from late_fusion_ros.bringup import node_specs, ros_args
+from late_fusion_ros.bringup.launcher import executable_path
 from late_fusion_ros.core.media import camera_frame, speech, stereo
 from late_fusion_ros.core.transcription import normalize_words
-from late_fusion_ros.launcher import executable_path
 import numpy as np
 import pytest
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy

@@ -11,12 +11,15 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 from rclpy.node import Node
 
-from .audio_input import AudioInput
-from .core.audio import Frame
-from .core.encoders import make_audio_encoder
-from .core.handover import Mailbox
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
-                         processing_values, sec_to_stamp, spin_node)
+from ..core.audio import Frame
+from ..core.encoders import make_audio_encoder
+from ..core.handover import Mailbox
+from ..shared.audio_input import AudioInput
+from ..shared.diagnostics import Diagnostics, processing_values
+from ..shared.lifecycle import spin_node
+from ..shared.messages import embedding_msg, now_sec, sec_to_stamp
+from ..shared.parameters import declare
+from ..shared.qos import EMBEDDING_QOS
 
 
 class AudioEncoderNode(Node):

@@ -16,7 +16,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
-from .bringup import NodeSpec, PACKAGE, ros_args, unmatched_sections, write_parameters
+from . import NodeSpec, PACKAGE, ros_args, unmatched_sections, write_parameters
 
 
 def executable_path(executable: str, env: Optional[Dict[str, str]] = None) -> str:

@@ -18,8 +18,8 @@ import shutil
 import sys
 import time
 
-from .bringup import node_specs, NodeSpec, transcription_available
-from .launcher import ProcessGroup
+from ..bringup import node_specs, NodeSpec, transcription_available
+from ..bringup.launcher import ProcessGroup
 
 
 def _monitor(duration: float, every: float) -> int:
@@ -46,7 +46,7 @@ def _monitor(duration: float, every: float) -> int:
               f' conf {msg.confidence:.2f} | {top} | weights {mods} | '
               f'capture->out {msg.capture_to_output_latency * 1e3:6.1f} ms', flush=True)
 
-    from .ros_common import EMBEDDING_QOS
+    from ..shared.qos import EMBEDDING_QOS
     node.create_subscription(FusionOutput, 'fusion_output', on_output, EMBEDDING_QOS)
     _show_transcripts(node, EMBEDDING_QOS)
     end = time.monotonic() + duration if duration > 0 else float('inf')

@@ -295,7 +295,7 @@ def record_live(seconds: float, output_topic: Optional[str] = None) -> TimelineD
     """Subscribe to a running graph (topics found by type) for `seconds`; return its data."""
     import rclpy
     from rclpy.executors import ExternalShutdownException
-    from .ros_common import EMBEDDING_QOS
+    from ..shared.qos import EMBEDDING_QOS
     from late_fusion_msgs.msg import Embedding, FusionOutput
     from diagnostic_msgs.msg import DiagnosticArray
     rclpy.init()

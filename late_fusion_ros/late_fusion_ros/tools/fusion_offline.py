@@ -43,9 +43,9 @@ OUTPUT_TYPE = 'late_fusion_msgs/msg/FusionOutput'
 
 
 def _node_classes():
-    from .audio_encoder_node import AudioEncoderNode
-    from .fusion_node import FusionNode
-    from .vision_encoder_node import VisionEncoderNode
+    from ..nodes.audio_encoder_node import AudioEncoderNode
+    from ..nodes.fusion_node import FusionNode
+    from ..nodes.vision_encoder_node import VisionEncoderNode
     return {'audio_encoder_node': AudioEncoderNode, 'vision_encoder_node': VisionEncoderNode,
             'fusion_node': FusionNode}
 
@@ -76,7 +76,7 @@ class OfflineGraph:
     def __init__(self, specs, context, verbose: bool = False):
         """Create one node per spec."""
         import rclpy.logging
-        from .bringup import ros_args
+        from ..bringup import ros_args
         classes = _node_classes()
         self.nodes = []
         for spec in specs:
@@ -88,7 +88,7 @@ class OfflineGraph:
             node = cls(context=context, cli_args=ros_args(spec), use_global_arguments=False,
                        start_parameter_services=False, enable_rosout=False)
             self.nodes.append(node)
-        from .fusion_node import FusionNode
+        from ..nodes.fusion_node import FusionNode
         fusions = [n for n in self.nodes if isinstance(n, FusionNode)]
         if len(fusions) != 1:
             raise ValueError('the graph must hold exactly one fusion node')
@@ -116,8 +116,8 @@ class OfflineRun:
     def __init__(self, graph: OfflineGraph, reader: BagReader, source: str = 'auto',
                  jobs: int = 1, write_embeddings: bool = True, max_frame_rate: float = 0.0):
         """Route the bag's topics to the nodes; ValueError if the bag has nothing for them."""
-        from .audio_encoder_node import AudioEncoderNode
-        from .vision_encoder_node import VisionEncoderNode
+        from ..nodes.audio_encoder_node import AudioEncoderNode
+        from ..nodes.vision_encoder_node import VisionEncoderNode
         self._graph = graph
         self._reader = reader
         self._writer = None
@@ -175,7 +175,7 @@ class OfflineRun:
 
     def _prepare(self, writer: BagWriter) -> None:
         """Add the output topics to OUT_BAG, with the QoS the nodes' publishers offer."""
-        from .ros_common import EMBEDDING_QOS  # what the encoders and fusion publish with
+        from ..shared.qos import EMBEDDING_QOS  # what the encoders and fusion publish with
         self._writer = writer
         store = typestore_for([EMBEDDING_TYPE, OUTPUT_TYPE])
         fusion = self._graph.fusion
@@ -221,7 +221,7 @@ class OfflineRun:
                 if emb is not None:
                     self._pending.append((stamp, 'embedding', target.output_topic, emb))
         elif kind == 'image':
-            from .ros_common import stamp_to_sec
+            from ..shared.messages import stamp_to_sec
             t = stamp_to_sec(msg.header.stamp)
             for node in target:  # every encoder on this camera (vision, face)
                 last = self._last_frame.get(node.output_topic)
@@ -240,7 +240,7 @@ class OfflineRun:
 
     @staticmethod
     def _encode_frame(node, msg):
-        from .ros_common import stamp_to_sec
+        from ..shared.messages import stamp_to_sec
         rgb = node.convert(msg)
         return None if rgb is None else node.run_model(rgb, stamp_to_sec(msg.header.stamp))
 
@@ -269,7 +269,7 @@ class OfflineRun:
 
     def _fuse(self, stamp: int, topic: Optional[str], emb, modality: Optional[str] = None):
         from rclpy.serialization import serialize_message
-        from .ros_common import stamp_to_sec
+        from ..shared.messages import stamp_to_sec
         now = stamp * 1e-9
         if topic is not None:
             emb.capture_to_publish_latency = now - stamp_to_sec(emb.header.stamp)
@@ -335,7 +335,7 @@ def _main(argv=None) -> int:
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'OFF'
     import rclpy
     from rclpy.signals import SignalHandlerOptions
-    from .bringup import node_specs
+    from ..bringup import node_specs
     specs = node_specs(args.audio_topic, args.audio_info_topic, args.image_topic,
                        args.params_file, face=args.face)
     for spec in specs:

@@ -23,7 +23,7 @@ from typing import Iterator, List, Sequence, Tuple
 
 import numpy as np
 
-from .core.fusion.datatypes import EmbeddingInput
+from ..core.fusion.datatypes import EmbeddingInput
 
 EMBEDDING = 'late_fusion_msgs/msg/Embedding'
 
@@ -35,7 +35,7 @@ def default_msg_dir() -> str:
         return os.path.join(get_package_share_directory('late_fusion_msgs'), 'msg')
     except (ImportError, LookupError):
         here = os.path.dirname(os.path.abspath(__file__))
-        return os.path.join(here, '..', '..', 'late_fusion_msgs', 'msg')
+        return os.path.join(here, '..', '..', '..', 'late_fusion_msgs', 'msg')
 
 
 def make_typestore(msg_dir: str):
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     parser.add_argument('--d-model', type=int, default=32, help='attention token size')
     parser.add_argument('--epochs', type=int, default=300)
     args = parser.parse_args(argv)
-    from .core.fusion.training import train_attention, train_meta_learner
+    from ..core.fusion.training import train_attention, train_meta_learner
     store = make_typestore(args.msg_dir or default_msg_dir())
     kind = 'scores' if args.strategy == 'meta_learner' else 'embeddings'
     samples, labels = build_samples(read_embeddings(args.bags, store),

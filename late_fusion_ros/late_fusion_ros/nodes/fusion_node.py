@@ -13,10 +13,13 @@ import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 
-from .core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult,
-                          make_strategy, ModalityConfig, STRATEGIES)
-from .ros_common import (declare, Diagnostics, EMBEDDING_QOS, now_sec, qos_override,
-                         spin_node, stamp_to_sec, ThrottledLog)
+from ..core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult, make_strategy,
+                           ModalityConfig, STRATEGIES)
+from ..shared.diagnostics import Diagnostics, ThrottledLog
+from ..shared.lifecycle import spin_node
+from ..shared.messages import now_sec, stamp_to_sec
+from ..shared.parameters import declare
+from ..shared.qos import EMBEDDING_QOS, qos_override
 
 try:  # a ROS install has message_filters; the PyPI wheels do not
     import message_filters

@@ -298,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Play a bag once (or in a loop until Ctrl-C)."""
-    from .ros_common import spin_node
+    from ..shared.lifecycle import spin_node
     ours, ros_argv = split_ros_args(sys.argv if argv is None else argv)
     args = build_parser().parse_args(ours)
     try:

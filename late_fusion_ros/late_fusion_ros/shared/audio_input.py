@@ -11,9 +11,11 @@ from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
 from .adaptive_subscription import AdaptiveSubscription
-from .core.audio import (AudioStream, check_coding_format, Frame, RESAMPLERS, StreamFormat)
-from .core.errors import InputError
-from .ros_common import declare, now_sec, stamp_to_sec, ThrottledLog
+from .diagnostics import ThrottledLog
+from .messages import now_sec, stamp_to_sec
+from .parameters import declare
+from ..core.audio import AudioStream, check_coding_format, Frame, RESAMPLERS, StreamFormat
+from ..core.errors import InputError
 
 # Audio is a stream in which every chunk carries samples the framer needs: ~2 s of history
 # at 32 ms chunks, so a briefly starved process catches up instead of losing samples.

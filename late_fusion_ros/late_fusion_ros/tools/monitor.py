@@ -118,7 +118,7 @@ class FusionMonitor:
     def discover(self) -> None:
         """Subscribe to new FusionOutput and Embedding topics, and to the diagnostics."""
         from late_fusion_msgs.msg import Embedding, FusionOutput
-        from .ros_common import EMBEDDING_QOS
+        from ..shared.qos import EMBEDDING_QOS
         names = self._node.get_topic_names_and_types()
         for topic, types in names:
             if topic in self._subscribed or not in_namespace(topic, self._ns):

@@ -13,16 +13,18 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
-from .adaptive_subscription import AdaptiveSubscription
-from .core.encoders import EncoderOutput, make_vision_encoder
-from .core.errors import InputError
-from .core.handover import lower_thread_priority, Mailbox
-from .core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
-                         MAX_IMAGE_BYTES, warm_up_conversions)
-from .core.stream_stats import FrameStats
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, now_sec,
-                         processing_values, SENSOR_QOS, spin_node, stamp_to_sec,
-                         ThrottledLog)
+from ..core.encoders import EncoderOutput, make_vision_encoder
+from ..core.errors import InputError
+from ..core.handover import lower_thread_priority, Mailbox
+from ..core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
+                          MAX_IMAGE_BYTES, warm_up_conversions)
+from ..core.stream_stats import FrameStats
+from ..shared.adaptive_subscription import AdaptiveSubscription
+from ..shared.diagnostics import Diagnostics, processing_values, ThrottledLog
+from ..shared.lifecycle import spin_node
+from ..shared.messages import embedding_msg, now_sec, stamp_to_sec
+from ..shared.parameters import declare
+from ..shared.qos import EMBEDDING_QOS, SENSOR_QOS
 
 
 class VisionEncoderNode(Node):

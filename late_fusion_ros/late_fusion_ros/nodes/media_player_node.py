@@ -18,8 +18,10 @@ from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from .core.media import camera_frame, scenario, stereo
-from .ros_common import declare, sec_to_stamp, spin_node
+from ..core.media import camera_frame, scenario, stereo
+from ..shared.lifecycle import spin_node
+from ..shared.messages import sec_to_stamp
+from ..shared.parameters import declare
 
 
 class MediaPlayerNode(Node):

@@ -11,14 +11,17 @@ from late_fusion_msgs.msg import Embedding, Transcript, TranscriptWord
 import numpy as np
 from rclpy.node import Node
 
-from .audio_input import AudioInput
-from .core.encoders import make_audio_encoder
-from .core.encoders.base import EncoderOutput
-from .core.handover import lower_thread_priority, Mailbox
-from .core.transcription import (DEFAULT_PHRASES, PhraseTable, SAMPLE_RATE, ScoredWord,
-                                 StreamingConfig, StreamingTranscriber, WHEEL_MODELS)
-from .ros_common import (declare, Diagnostics, embedding_msg, EMBEDDING_QOS, sec_to_duration,
-                         sec_to_stamp, spin_node)
+from ..core.encoders import make_audio_encoder
+from ..core.encoders.base import EncoderOutput
+from ..core.handover import lower_thread_priority, Mailbox
+from ..core.transcription import (DEFAULT_PHRASES, PhraseTable, SAMPLE_RATE, ScoredWord,
+                                  StreamingConfig, StreamingTranscriber, WHEEL_MODELS)
+from ..shared.audio_input import AudioInput
+from ..shared.diagnostics import Diagnostics
+from ..shared.lifecycle import spin_node
+from ..shared.messages import embedding_msg, sec_to_duration, sec_to_stamp
+from ..shared.parameters import declare
+from ..shared.qos import EMBEDDING_QOS
 
 # The VAD's window at 16 kHz: silero VAD scores 512 samples (32 ms) at a time.
 _WINDOW = 512
@@ -189,7 +192,7 @@ class TranscriptionNode(Node):
         except OSError as err:
             self.get_logger().warn(f'decode thread priority unchanged: {err}')
         try:
-            from .core.transcription import WhisperRecognizer
+            from ..core.transcription import WhisperRecognizer
             recognizer = WhisperRecognizer(model, model_path, language, beam_size, cpu_threads,
                                            audio_context=context)
             recognizer.warmup()

@@ -32,8 +32,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from rclpy.topic_or_service_is_hidden import topic_or_service_is_hidden
 
-from .adaptive_subscription import AdaptiveSubscription
 from .bag_io import BagError, BagWriter, default_bag_name, message_class, STORAGES, typestore_for
+from ..shared.adaptive_subscription import AdaptiveSubscription
 
 # Reliability and durability adapt to the publishers; history is ours. A Python callback
 # can stall for a few hundred milliseconds under load: 100 messages is ~2 s of 48 kHz audio
@@ -283,7 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Record until Ctrl-C or --duration."""
-    from .ros_common import spin_node
+    from ..shared.lifecycle import spin_node
     ours, ros_argv = split_ros_args(sys.argv if argv is None else argv)
     args = build_parser().parse_args(ours)
     try:

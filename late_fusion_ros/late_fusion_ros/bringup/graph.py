@@ -4,7 +4,7 @@
 What the launch file starts, as plain data, shared by launch and the ROS-free launcher.
 
 `launch/late_fusion.launch.py` turns these specs into launch_ros Node actions on a real ROS
-install; `late_fusion_ros.launcher` turns the same specs into processes where launch_ros is
+install; `late_fusion_ros.bringup.launcher` turns the same specs into processes where launch_ros is
 not installed (the demo and the tests), so both paths start exactly the same graph.
 
 Parameters files are matched to nodes as rcl matches them (`/**/fusion` in any namespace,
@@ -66,13 +66,13 @@ def default_params_file() -> str:
         from ament_index_python.packages import get_package_share_directory
         share = get_package_share_directory(PACKAGE)
     except Exception:  # noqa: BLE001 - not installed: running from the source tree
-        share = os.path.join(os.path.dirname(__file__), '..')
+        share = os.path.join(os.path.dirname(__file__), '..', '..')
     return os.path.join(share, 'config', 'late_fusion.yaml')
 
 
 def transcription_available() -> bool:
     """Return True when faster-whisper and the default Whisper model's wheel are installed."""
-    from .core.transcription import model_available
+    from ..core.transcription import model_available
     return model_available()
 
 
