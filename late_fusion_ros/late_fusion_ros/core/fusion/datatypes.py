@@ -9,7 +9,7 @@ that the node only copies fields; nothing here imports ROS.
 
 from dataclasses import dataclass, field
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -103,7 +103,9 @@ class FusionResult:
     confidence: float
     valid: bool
     modalities: List[ModalityReport]
-    attention: Dict[str, float] = field(default_factory=dict)
+    # {modality: attention weight} (attention strategy only): a read-only mapping computed
+    # when first read, so that fusing does not pay for a dict of every modality.
+    attention: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass

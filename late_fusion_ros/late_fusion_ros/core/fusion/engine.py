@@ -6,6 +6,8 @@ The fusion engine: per-modality state, validation, staleness and delta-state upd
 Every modality keeps its latest accepted input and the strategy's cached term for it. An
 arrival validates the input, recomputes only its own modality's term and then fuses: the
 other modalities' terms are reused and only their weights are recomputed for `now`.
+Strategies whose fused state grows with the modalities (meta_learner, attention) keep it
+and replace only the arriving modality's part of it (Strategy.fuse_delta, delta.py).
 
 The per-modality numbers that fusing needs (stamps, priors, confidences, counters, the
 strategies' cached terms) live in arrays indexed by modality, so that weighing and fusing
@@ -225,15 +227,22 @@ class FusionEngine:
     input arrays it accepts; callers hand over fresh arrays and do not modify them later.
     """
 
-    def __init__(self, config: FusionConfig, full_recompute: bool = False):
+    def __init__(self, config: FusionConfig, full_recompute: bool = False,
+                 fuse_from_scratch: bool = False):
         """
         Validate `config` (ValueError) and build the engine.
 
-        With `full_recompute` every present modality's term is recomputed on every arrival
-        instead of only the arriving one's: the reference the delta update is measured
-        against. Outputs are identical either way.
+        The two references the delta update is measured against, both off by default:
+        with `full_recompute` every present modality's term is recomputed on every arrival
+        instead of only the arriving one's; outputs are identical (a term recomputed
+        unchanged changes nothing). With `fuse_from_scratch` every output is fused from all
+        the stored terms (Strategy.fuse) instead of by updating the fused state with the
+        terms that changed (Strategy.fuse_delta); outputs are identical where a strategy
+        keeps no fused state and agree within 1e-9 (rounding) where it keeps running sums
+        (meta_learner, attention). Both together: full recomputation.
         """
         self.full_recompute = full_recompute
+        self.fuse_from_scratch = fuse_from_scratch
         self._lock = threading.Lock()
         self._last_now: Optional[float] = None
         self._unknown: Counter = Counter()
@@ -427,7 +436,8 @@ class FusionEngine:
             for other in self._slots.values():
                 if other.inp is not None:
                     other.term = self._strategy.project(other.inp)
-                    self._strategy.store(other.index, other.term)
+                    self._strategy.put(other.index, other.term, other.inp.stamp,
+                                       other.confidence)
         interval = (self._config.min_interval or {}).get(inp.modality, 0.0)
         if interval > 0.0 and slot.last_output is not None and now - slot.last_output < interval:
             slot.counts['dropped'] += 1
@@ -450,7 +460,7 @@ class FusionEngine:
         cols.stamp[i] = slot.inp.stamp
         cols.conf[i] = slot.confidence
         cols.seq[i] = slot.inp.seq
-        strategy.store(i, slot.term)
+        strategy.put(i, slot.term, slot.inp.stamp, slot.confidence)
 
     # -- fusion -----------------------------------------------------------------------------
 
@@ -463,7 +473,10 @@ class FusionEngine:
         cols = self._cols
         ahead, stale, fresh, reliability, weight = cols.weigh(now)
         # Strategies return None when no fresh modality carries a term for them.
-        fused = self._strategy.fuse(weight, reliability, fresh)
+        if self.fuse_from_scratch:
+            fused = self._strategy.fuse(weight, reliability, fresh)
+        else:
+            fused = self._strategy.fuse_delta(now, weight, reliability, fresh)
         reports = ModalityReports(cols.names, (
             cols.present.copy(), stale, cols.stamp.copy(), ahead, weight, cols.seq.copy(),
             cols.counts.copy()))
@@ -473,6 +486,11 @@ class FusionEngine:
             # Nothing usable: say so instead of inventing numbers.
             return FusionResult(name, seq, stamp, self._config.strategy, [], _EMPTY, '', 0.0,
                                 False, reports)
+        # A dict is copied (Fused's default is shared); a mapping computed when read
+        # (learned.AttentionWeights) is a snapshot already: copying it would cost O(modalities).
+        attention = fused.attention
+        if type(attention) is dict:
+            attention = dict(attention)
         return FusionResult(name, seq, stamp, self._config.strategy, list(fused.labels),
                             fused.scores, fused.decision, float(fused.confidence), True,
-                            reports, dict(fused.attention))
+                            reports, attention)

@@ -6,16 +6,24 @@ Trained fusion strategies: a meta-learner over scores and attention over embeddi
 Both read their weights from files that hold plain arrays only (numpy .npz read with
 allow_pickle=False, or torch files read with weights_only=True), so a model file can never
 run code. training.py writes these files.
+
+Both update their fused state by deltas (fuse_delta): the meta-learner keeps the sum of
+the modalities' first-layer terms, attention its softmax-weighted sum of values (delta.py);
+an arrival replaces one term. `fuse` recomputes from scratch: the reference.
 """
 
+from collections.abc import Mapping as MappingABC
+import math
 import os
 import pickle
-from typing import Dict, Mapping, Sequence
+from typing import Dict, Iterator, Mapping, Sequence
 import zipfile
 
 import numpy as np
 
 from . import datatypes as t
+from .datatypes import ModalityConfig
+from .delta import DecayedSoftmaxSum, RunningSum
 from .strategies import argmax_fused, Strategy
 
 
@@ -68,7 +76,11 @@ class MetaLearner(Strategy):
     or stale modality). The file (strategy_params 'model_path') holds 'features',
     'modalities', 'labels' (at least two) and 'weight' (K, H), 'bias' (K,), optionally
     'hidden_weight' (H, F) and 'hidden_bias' (H,). Output: softmax over 'labels'. Cached
-    term per modality: the feature positions and values of its scores.
+    term per modality: the feature positions and values of its scores. The features of
+    different modalities are disjoint, so the first layer is a sum over modalities of each
+    one's product with its own features: fuse_delta keeps that sum (delta.RunningSum) and
+    an arrival replaces its modality's product, computed from its few features only, so the
+    cost of an arrival does not grow with the model's input, which grows with the modalities.
     """
 
     name = 'meta_learner'
@@ -102,46 +114,117 @@ class MetaLearner(Strategy):
         for i, feature in enumerate(self.features):
             modality, label = feature.split('/', 1)
             self._positions.setdefault(modality, {})[label] = i
+        self._presence = {m: len(self.features) + j for j, m in enumerate(self.modality_names)}
+        # The first layer's weights per input feature, contiguous: an arrival reads its rows.
+        self._first_t = np.ascontiguousarray(layers[0][0].T)
 
     def project(self, inp):
         """Return (feature positions, scores, presence position) of the input."""
-        if inp.modality not in self.modality_names and inp.modality not in self._positions:
+        presence = self._presence.get(inp.modality)
+        if presence is None and inp.modality not in self._positions:
             return None
         spots = self._positions.get(inp.modality, {})
-        pairs = [(spots[label], s) for label, s in zip(inp.labels, inp.scores) if label in spots]
-        pos = np.fromiter((p for p, _ in pairs), np.intp, len(pairs))
-        values = np.fromiter((s for _, s in pairs), np.float64, len(pairs))
-        presence = (len(self.features) + self.modality_names.index(inp.modality)
-                    if inp.modality in self.modality_names else None)
+        # A label given twice counts once, its last score (a feature holds one value).
+        pairs = {spots[label]: s for label, s in zip(inp.labels, inp.scores) if label in spots}
+        pos = np.fromiter(pairs, np.intp, len(pairs))
+        values = np.fromiter(pairs.values(), np.float64, len(pairs))
         return pos, values, presence
 
     def bind(self, names):
-        """One feature row per modality: its scores at their positions, its presence bit."""
+        """One term (feature positions, scores, presence) and first-layer sum per modality."""
         super().bind(names)
-        self._rows = np.zeros((len(self.names), len(self.features) + len(self.modality_names)))
+        self._terms = [None] * len(self.names)
+        self._first = RunningSum(len(self.names), self._first_t.shape[1])
 
     def store(self, index, term):
-        """Write the modality's feature row (positions are disjoint between modalities)."""
+        """Keep the modality's term (the engine calls put, with the stamp)."""
+        self.put(index, term, None, 1.0)
+
+    def put(self, index, term, stamp, confidence):
+        """Keep the modality's term and its first-layer product (stamp: see RunningSum)."""
         super().store(index, term)
-        row = self._rows[index]
-        row[:] = 0.0
-        if term is not None:
-            pos, values, presence = term
-            row[pos] = values
-            if presence is not None:
-                row[presence] = 1.0
+        self._terms[index] = term
+        if term is None:
+            self._first.put(index, None)
+            return
+        pos, values, presence = term
+        first = values @ self._first_t[pos]  # the first layer's columns of this modality only
+        if presence is not None:
+            first += self._first_t[presence]
+        self._first.put(index, first, stamp)
 
     def fuse(self, weight, reliability, fresh):
         """Assemble the feature vector from the fresh modalities and run the model."""
         used = fresh & self.has_term
         if not used.any():
             return None
-        x = used.astype(np.float64) @ self._rows
+        # Positions are disjoint between modalities: each one writes its own features.
+        x = np.zeros(len(self.features) + len(self.modality_names))
+        for i in np.flatnonzero(used).tolist():
+            pos, values, presence = self._terms[i]
+            x[pos] = values
+            if presence is not None:
+                x[presence] = 1.0
         for i, (weight, bias) in enumerate(self._layers):
             x = weight @ x + bias
             if i < len(self._layers) - 1:
                 x = np.maximum(x, 0.0)
         return argmax_fused(list(self.labels), _softmax(x))
+
+    def fuse_delta(self, now, weight, reliability, fresh):
+        """Run the model with its first layer's sum brought up to date term by term."""
+        used = fresh & self.has_term
+        if not used.any():
+            return None
+        x = self._first.total(used) + self._layers[0][1]
+        for weight, bias in self._layers[1:]:
+            x = weight @ np.maximum(x, 0.0) + bias
+        return argmax_fused(list(self.labels), _softmax(x))
+
+
+class AttentionWeights(MappingABC):
+    """
+    Attention per modality of one fused output: {modality: weight}, computed when read.
+
+    Building a dict of every modality's weight on every arrival would make the arrival's
+    cost grow with the number of modalities; this keeps a snapshot of the tokens' scores and
+    weights at fusion time (two small arrays) and computes softmax(score + log(weight)) over
+    the used tokens when first read, the same formula and numbers as fusing from scratch.
+    Read-only; compares equal to a dict of the same items.
+    """
+
+    __slots__ = ('_names', '_rows', '_scores', '_weight', '_used', '_dict')
+
+    def __init__(self, names: Sequence[str], rows: Sequence[int], scores: np.ndarray,
+                 weight: np.ndarray, used: np.ndarray):
+        """Keep the snapshot: modality names with their rows, scores, weights, used rows."""
+        self._names, self._rows = names, rows
+        self._scores, self._weight, self._used = scores, weight, used
+        self._dict = None
+
+    def _items(self) -> Dict[str, float]:
+        if self._dict is None:
+            used = np.flatnonzero(self._used)
+            attn = np.zeros(len(self._weight))
+            attn[used] = _softmax(self._scores[used] + np.log(self._weight[used]))
+            self._dict = dict(zip(self._names, attn[self._rows].tolist()))
+        return self._dict
+
+    def __getitem__(self, name: str) -> float:
+        """Return modality `name`'s attention weight (0 when masked)."""
+        return self._items()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        """Iterate over the modalities the model knows, in configuration order."""
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        """Return the number of modalities the model knows."""
+        return len(self._names)
+
+    def __repr__(self) -> str:
+        """Show the weights as a dict."""
+        return repr(self._items())
 
 
 class Attention(Strategy):
@@ -151,9 +234,13 @@ class Attention(Strategy):
     strategy_params 'model_path' names the model file. Cached term per modality: its token's
     attention score and value, i.e. the per-modality projection, the dominant cost. Fusing
     runs softmax attention over the fresh tokens with log(weight) as an additive bias, so a
-    decaying modality fades smoothly and a stale or absent one is masked out. Runs under
-    torch.inference_mode(); the thread count is left to the caller. FusionResult.attention
-    holds every known modality's attention weight (0 when masked).
+    decaying modality fades smoothly and a stale or absent one is masked out. fuse_delta
+    keeps the softmax-weighted sum of the values (delta.DecayedSoftmaxSum: per modality its
+    score, value and weight's parts; the decay's time dependence factored out per decay
+    setting, with a running maximum for stability) and an arrival replaces one term, instead
+    of attending over all tokens again. Runs under torch.inference_mode(); the thread count
+    is left to the caller. FusionResult.attention holds every known modality's attention
+    weight (0 when masked), computed when read (AttentionWeights).
     """
 
     name = 'attention'
@@ -173,7 +260,7 @@ class Attention(Strategy):
             if cfg.dim and known is not None and known != cfg.dim:
                 raise ValueError(f'attention: model expects {known} values for {cfg.name}, '
                                  f'configured dim is {cfg.dim}')
-        self._known = [cfg.name for cfg in self.modalities if cfg.name in self.model.dims]
+        self._configs = {cfg.name: cfg for cfg in self.modalities}
         self._head_weight = self.model.head.weight.detach().double().numpy()
         self._head_bias = self.model.head.bias.detach().double().numpy()
 
@@ -192,27 +279,55 @@ class Attention(Strategy):
         return float(score), value.double().numpy()
 
     def bind(self, names):
-        """One token (attention score, value vector) per modality."""
+        """One token (attention score, value vector) per modality, and the running sum."""
         super().bind(names)
+        configs = [self._configs.get(name) or ModalityConfig(name) for name in self.names]
+        self._prior = [cfg.prior for cfg in configs]
         self._scores = np.zeros(len(self.names))
         self._values = np.zeros((len(self.names), self._head_weight.shape[1]))
+        self._sum = DecayedSoftmaxSum(configs, self._head_weight.shape[1])
+        known = [i for i, name in enumerate(self.names) if name in self.model.dims]
+        self._known = [self.names[i] for i in known]
+        self._known_rows = known
 
     def store(self, index, term):
-        """Keep the modality's token."""
+        """Keep the modality's token (the engine calls put, with the stamp and confidence)."""
+        self.put(index, term, 0.0, 1.0)
+
+    def put(self, index, term, stamp, confidence):
+        """Keep the modality's token, and its term of the running sum (weight's parts)."""
         super().store(index, term)
-        if term is not None:
-            self._scores[index], self._values[index] = term
+        if term is None:
+            self._sum.drop(index)
+            return
+        score, value = term
+        self._scores[index], self._values[index] = term
+        # log(prior * confidence) + score; the sum applies the decay at `now`.
+        weight = self._prior[index] * confidence
+        base = score + math.log(weight) if weight > 0.0 else -math.inf
+        self._sum.put(index, base, stamp, value)
+
+    def _fused(self, context, weight, used):
+        probs = _softmax(self._head_weight @ context + self._head_bias)
+        attention = AttentionWeights(self._known, self._known_rows, self._scores.copy(), weight,
+                                     used)
+        return argmax_fused(list(self.labels), probs, attention=attention)
 
     def fuse(self, weight, reliability, fresh):
         """Attend over the fresh tokens and classify (AttentionFusionModel.combine in numpy)."""
-        used = np.flatnonzero(fresh & self.has_term & (weight > 0.0))
-        if not used.size:
+        used = fresh & self.has_term & (weight > 0.0)
+        idx = np.flatnonzero(used)
+        if not idx.size:
             return None
         # A handful of tiny tensors costs more in torch dispatch than the arithmetic itself,
         # so the pooling and head run in numpy on the model's own weights.
-        attn = _softmax(self._scores[used] + np.log(weight[used]))
-        context = attn @ self._values[used]
-        probs = _softmax(self._head_weight @ context + self._head_bias)
-        attention = dict.fromkeys(self._known, 0.0)
-        attention.update(zip([self.names[i] for i in used], attn.tolist()))
-        return argmax_fused(list(self.labels), probs, attention=attention)
+        attn = _softmax(self._scores[idx] + np.log(weight[idx]))
+        return self._fused(attn @ self._values[idx], weight, used)
+
+    def fuse_delta(self, now, weight, reliability, fresh):
+        """fuse, with the softmax-weighted sum of values kept and updated term by term."""
+        used = fresh & self.has_term & (weight > 0.0)
+        context = self._sum.combine(now, used)
+        if context is None:
+            return None
+        return self._fused(context, weight, used)

@@ -5,10 +5,15 @@ Fusion strategies that need no training: weighted average, log-linear, speaking-
 
 A strategy splits fusion in two so that the engine can update state by deltas:
 `project` turns one modality's input into a cached term (cost O(labels) or O(embedding)),
-and `store` keeps it in the strategy's per-modality arrays (row = the modality's index,
-given once by `bind`); `fuse` combines the stored terms of the fresh modalities with their
-current weights in a few vectorised operations, so its cost does not grow with a Python
-loop over the modalities. The engine calls `project` only for the modality that arrived.
+and `put` (`store` where the input's stamp and confidence do not matter) keeps it in the
+strategy's per-modality arrays (row = the modality's index, given once by `bind`). `fuse`
+combines the stored terms of the fresh modalities with their current weights from scratch,
+in a few vectorised operations, so its cost does not grow with a Python loop over the
+modalities; `fuse_delta`, what the engine calls on every arrival, may instead keep the
+fused state and change only the terms that changed since the last call (the learned
+strategies, whose fused state grows with the modalities, do: see delta.py); by default it
+is `fuse`. The engine calls `project` only for the modality that arrived, and `fuse` only
+as the reference (FusionEngine(fuse_from_scratch=True)).
 """
 
 import math
@@ -70,10 +75,25 @@ class Strategy:
         """Cache `term` (None: nothing) as modality `index`'s; subclasses keep its numbers."""
         self.has_term[index] = term is not None
 
+    def put(self, index: int, term: Any, stamp: float, confidence: float) -> None:
+        """Cache `term` with its input's capture stamp and confidence (by default: store)."""
+        self.store(index, term)
+
     def fuse(self, weight: np.ndarray, reliability: np.ndarray,
              fresh: np.ndarray) -> Optional[Fused]:
         """Combine the stored terms; None when they carry nothing this strategy can use."""
         raise NotImplementedError
+
+    def fuse_delta(self, now: float, weight: np.ndarray, reliability: np.ndarray,
+                   fresh: np.ndarray) -> Optional[Fused]:
+        """
+        Return what fuse(weight, reliability, fresh) returns, as of `now`, within 1e-9.
+
+        For strategies that keep their fused state between calls and update only the terms
+        that changed (put, or a modality that went stale or came back): `weight` and
+        `reliability` are those of `now`. By default: fuse.
+        """
+        return self.fuse(weight, reliability, fresh)
 
 
 def argmax_fused(labels: List[str], scores: np.ndarray, **extra) -> Fused:
