@@ -7,6 +7,13 @@ ros2 launch late_fusion_ros late_fusion.launch.py \
     audio_topic:=/mic/audio_stamped audio_info_topic:=/mic/audio_info \
     image_topic:=/camera/image_raw
 
+Managed (lifecycle) nodes: `managed:=true` starts every node as a launch_ros
+LifecycleNode, unconfigured; with `autostart:=true` (the default) launch configures and
+activates each one (through launch_ros' own `autostart` where the distribution's launch_ros
+has it, else through ChangeState events), with `autostart:=false` they wait for a lifecycle
+manager or `ros2 lifecycle set`. `managed:=false` (the default) starts plain nodes that
+configure and activate themselves, as before.
+
 Multi-robot: `namespace:=robot1` (or include this file under PushRosNamespace). Every node
 gets the section of params_file that applies to it, matched as rcl matches keys and also by
 the node's role, so a node renamed by a remapping (e.g. SetRemap('fusion:__node',
@@ -14,6 +21,7 @@ the node's role, so a node renamed by a remapping (e.g. SetRemap('fusion:__node'
 configure no node are reported at start-up.
 """
 
+import inspect
 import os
 import tempfile
 
@@ -21,11 +29,16 @@ from late_fusion_ros.bringup import (default_params_file, EXECUTABLE_NODE_NAMES,
                                      PACKAGE, transcription_available, unmatched_sections,
                                      write_parameters)
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnProcessStart
+import launch.events
 import launch.logging
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
 from launch_ros.utilities import make_namespace_absolute, prefix_namespace
+import lifecycle_msgs.msg
 
 ARGUMENTS = {
     'audio_topic': ('audio_stamped', 'AudioDataStamped topic (AudioData with the audio '
@@ -39,7 +52,15 @@ ARGUMENTS = {
     'transcribe': ('true' if transcription_available() else 'false',
                    'Run the speech-to-text node (Whisper) and fuse what is said as the speech '
                    'modality (default: true when faster-whisper and its model are installed)'),
+    'managed': ('false', 'Start the nodes as lifecycle nodes, unconfigured, driven by launch '
+                '(autostart) or a lifecycle manager; false: plain nodes that configure and '
+                'activate themselves'),
+    'autostart': ('true', 'With managed:=true, configure and activate every node at launch; '
+                  'false leaves them unconfigured for your lifecycle manager'),
 }
+# launch_ros' LifecycleNode takes `autostart` from 0.26.7 (Jazzy) and 0.28.1 (Kilted) on; with
+# an older launch_ros this file drives the transitions with ChangeState events itself.
+NATIVE_AUTOSTART = 'autostart' in inspect.signature(LifecycleNode.__init__).parameters
 
 
 def _remapped_name(code_name: str, remaps) -> str:
@@ -65,10 +86,12 @@ def _nodes(context):
     # The namespace the nodes end up in, as launch_ros computes it (PushRosNamespace too).
     namespace = make_namespace_absolute(prefix_namespace(
         context.launch_configurations.get('ros_namespace'), arg['namespace'] or None)) or ''
+    managed, autostart = (arg[k].lower() == 'true' for k in ('managed', 'autostart'))
     specs = node_specs(arg['audio_topic'], arg['audio_info_topic'], arg['image_topic'],
                        arg['params_file'], arg['use_sim_time'].lower() == 'true',
                        face=arg['face'].lower() == 'true',
-                       transcribe=arg['transcribe'].lower() == 'true', namespace=namespace)
+                       transcribe=arg['transcribe'].lower() == 'true', namespace=namespace,
+                       managed=managed)
     remaps = context.launch_configurations.get('ros_remaps') or []
     launch_names = []
     for s in specs:
@@ -82,13 +105,47 @@ def _nodes(context):
     for line in unmatched_sections(specs):
         logger.warning(line)
     directory = _params_dir()
-    nodes = []
+    actions = []
     for s, name in zip(specs, launch_names):
-        nodes.append(Node(package=PACKAGE, executable=s.executable, name=name,
-                          namespace=arg['namespace'] or None, remappings=s.remappings,
-                          parameters=[write_parameters(s, directory)], output='screen',
-                          emulate_tty=True))
-    return nodes
+        common = {'package': PACKAGE, 'executable': s.executable, 'remappings': s.remappings,
+                  'parameters': [write_parameters(s, directory)], 'output': 'screen',
+                  'emulate_tty': True}
+        if not managed:
+            actions.append(Node(name=name, namespace=arg['namespace'] or None, **common))
+            continue
+        # A LifecycleNode needs its name: the one the node ends up with (remaps applied).
+        if NATIVE_AUTOSTART:
+            actions.append(LifecycleNode(name=s.name, namespace=arg['namespace'],
+                                         autostart=autostart, **common))
+            continue
+        node = LifecycleNode(name=s.name, namespace=arg['namespace'], **common)
+        actions.append(node)
+        if autostart:
+            actions += _autostart(node)
+    return actions
+
+
+def _change_state(node, transition: int) -> EmitEvent:
+    return EmitEvent(event=ChangeState(
+        lifecycle_node_matcher=launch.events.matches_action(node), transition_id=transition))
+
+
+def _autostart(node):
+    """
+    Configure `node` once its process runs, and activate it once configured, at launch only.
+
+    Both handlers fire once: a node that a user deactivates or cleans up later is not driven
+    back to active.
+    """
+    return [
+        RegisterEventHandler(OnProcessStart(
+            target_action=node, handle_once=True,
+            on_start=[_change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_CONFIGURE)])),
+        RegisterEventHandler(OnStateTransition(
+            target_lifecycle_node=node, start_state='configuring', goal_state='inactive',
+            handle_once=True,
+            entities=[_change_state(node, lifecycle_msgs.msg.Transition.TRANSITION_ACTIVATE)])),
+    ]
 
 
 def generate_launch_description():

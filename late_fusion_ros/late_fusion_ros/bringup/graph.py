@@ -80,7 +80,7 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
                image_topic: str = 'image', params_file: Optional[str] = None,
                use_sim_time: bool = False, extra_params: Optional[Dict] = None,
                face: bool = False, transcribe: bool = False,
-               namespace: str = '') -> List[NodeSpec]:
+               namespace: str = '', managed: bool = False) -> List[NodeSpec]:
     """
     Return the nodes of late_fusion_ros wired onto the given driver topics.
 
@@ -93,7 +93,9 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
     adds the `speech` modality. The launch file and the demo turn it on by default when
     transcription_available(); here it is opt-in, so that a caller's graph never changes
     with what happens to be installed. Relative topics resolve in `namespace`, as under
-    `ros2 launch`.
+    `ros2 launch`. With `managed` every node starts unconfigured (its `autostart`
+    parameter false) for a lifecycle manager, the launch file or `ros2 lifecycle` to drive;
+    otherwise each node configures and activates itself.
     """
     files = [params_file or default_params_file()]
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
@@ -130,6 +132,8 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
         specs[-1].parameters['modalities'] = modalities
     for spec in specs:
         spec.namespace = namespace
+        if managed:
+            spec.parameters['autostart'] = False
     return specs
 
 

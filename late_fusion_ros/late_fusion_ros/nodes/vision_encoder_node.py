@@ -3,85 +3,100 @@
 """Vision encoder node: camera frames in, one Embedding per encoded frame out."""
 
 from collections import Counter, deque
-import threading
 import time
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
 import numpy as np
-from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..core.encoders import EncoderOutput, make_vision_encoder
 from ..core.errors import InputError
-from ..core.handover import lower_thread_priority, Mailbox
 from ..core.image import (check_compressed, checked_rows, compressed_to_rgb, image_msg_to_rgb,
                           MAX_IMAGE_BYTES, warm_up_conversions)
 from ..core.stream_stats import FrameStats
 from ..shared.adaptive_subscription import AdaptiveSubscription
-from ..shared.diagnostics import Diagnostics, processing_values, ThrottledLog
-from ..shared.lifecycle import spin_node
+from ..shared.diagnostics import processing_values, ThrottledLog
+from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import embedding_msg, now_sec, stamp_to_sec
+from ..shared.model_thread import ModelThread
 from ..shared.parameters import declare
 from ..shared.qos import EMBEDDING_QOS, SENSOR_QOS
 
 
-class VisionEncoderNode(Node):
+class VisionEncoderNode(ManagedNode):
     """
     Encode the newest camera frame whenever the model is free (latest-frame-wins).
+
+    A managed node (shared.lifecycle): configure loads and warms the model, activate
+    subscribes the camera, deactivate unsubscribes (an inactive encoder receives nothing,
+    so a streaming camera costs it nothing), cleanup frees the model.
 
     Subscribes `image` (sensor_msgs/Image) or, with `image_transport:=compressed`,
     `<image>/compressed` (sensor_msgs/CompressedImage), with the reliability the camera
     driver offers (AdaptiveSubscription), and publishes `embedding`. The callback only
-    stores the message in a one-slot mailbox; a worker thread converts and encodes it. A
+    stores the message in a one-slot mailbox; the model thread converts and encodes it. A
     frame that arrives while the slot is still full replaces the older one, which is
     counted as dropped: memory is bounded, the driver is never held back, and the
     capture-to-embedding latency is at most one model run plus the frame in progress.
     """
 
     def __init__(self, **node_options):
-        """Declare parameters, load the model and subscribe; `node_options` go to Node."""
+        """Declare every parameter; `node_options` go to rclpy's Node."""
         super().__init__('vision_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
         self._modality = d('modality', 'vision', 'Modality name put in each Embedding.',
                            read_only=True)
-        encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: efficientnet_lite0, '
-                         'face, torchscript, onnx, or plugin:<entry point name>.',
-                         read_only=True)
-        model_path = d('model_path', '', 'torchscript/onnx: the model file.', read_only=True)
-        spec_path = d('spec_path', '', 'torchscript/onnx: the YAML preprocessing spec.',
-                      read_only=True)
-        device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).',
-                   read_only=True)
-        threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
-                    read_only=True, min_value=1, max_value=64)
+        self._encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: '
+                               'efficientnet_lite0, face, torchscript, onnx, or plugin:<entry '
+                               'point name>.', read_only=True)
+        self._files = {k: v for k, v in (
+            ('model_path', d('model_path', '', 'torchscript/onnx: the model file.',
+                             read_only=True)),
+            ('spec_path', d('spec_path', '', 'torchscript/onnx: the YAML preprocessing spec.',
+                            read_only=True))) if v}
+        self._device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to '
+                         'cpu).', read_only=True)
+        self._threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
+                          read_only=True, min_value=1, max_value=64)
         # The slow sense yields to the fast one: on a small CPU a woken audio or fusion
         # thread preempts the vision model instead of waiting out its run (bench_drivers.py,
         # the microphone rows while a 720p camera streams, compares model_nice 10 and 0).
         self._model_nice = d('model_nice', 10, 'Added to the nice value of the model thread '
                              '(Linux; 0 keeps the node priority).', read_only=True,
                              min_value=0, max_value=19)
-        self._nice_applied = None
-        top_k = d('top_k', 5, 'ImageNet classes reported as named scores.', read_only=True,
-                  min_value=1, max_value=1000)
+        self._top_k = d('top_k', 5, 'ImageNet classes reported as named scores.',
+                        read_only=True, min_value=1, max_value=1000)
         self._max_bytes = d('max_image_bytes', MAX_IMAGE_BYTES, 'Images declaring or carrying '
                             'more bytes are refused before conversion.', read_only=True,
                             min_value=1024, max_value=1 << 31)
-        transport = d('image_transport', 'raw', "'raw': sensor_msgs/Image on image; "
-                      "'compressed': sensor_msgs/CompressedImage on <image>/compressed "
-                      '(image_transport naming, jpeg or png).', read_only=True)
-        if transport not in ('raw', 'compressed'):
-            raise ValueError(f"image_transport must be 'raw' or 'compressed', not "
-                             f'{transport!r}')
+        self._transport = d('image_transport', 'raw', "'raw': sensor_msgs/Image on image; "
+                            "'compressed': sensor_msgs/CompressedImage on <image>/compressed "
+                            '(image_transport naming, jpeg or png).', read_only=True)
+        # image_transport naming: the compressed topic hangs off the (remapped) image topic.
+        # (An unknown transport is refused by configure; its subscription is declared raw.)
+        compressed = self._transport == 'compressed'
+        topic = self.resolve_topic_name('image') + ('/compressed' if compressed else '')
+        self._input = AdaptiveSubscription(
+            self, CompressedImage if compressed else Image, topic, self._on_image,
+            SENSOR_QOS, on_lost=self._on_lost, start=False)
+        self._encoder = None
+        self._worker = None
+        self._pub = None
 
+    # ------------------------------------------------------------------ lifecycle
+    def configure_node(self):
+        """Check the transport, load and warm up the model, create the publisher."""
+        if self._transport not in ('raw', 'compressed'):
+            raise ValueError(f"image_transport must be 'raw' or 'compressed', not "
+                             f'{self._transport!r}')
         import torch
-        torch.set_num_threads(threads)
-        files = {k: v for k, v in (('model_path', model_path), ('spec_path', spec_path)) if v}
-        self._encoder = make_vision_encoder(encoder_name, device=device, top_k=top_k, **files)
+        torch.set_num_threads(self._threads)
+        self._encoder = make_vision_encoder(self._encoder_name, device=self._device,
+                                            top_k=self._top_k, **self._files)
         self._encoder.warmup()
         warm_up_conversions()
-        self._slot = Mailbox(1)  # latest-frame-wins: one frame waits, newer ones replace it
         self._last_stamp = None
         self._counts = Counter()
         self._stats = FrameStats()
@@ -91,22 +106,34 @@ class VisionEncoderNode(Node):
         self._seq = 0
         self._published = 0
         self._processing = deque(maxlen=100)  # seconds per frame, recent frames
-
-        self._pub = self.create_publisher(Embedding, 'embedding', EMBEDDING_QOS)
-        # image_transport naming: the compressed topic hangs off the (remapped) image topic.
-        topic = self.resolve_topic_name('image')
-        if transport == 'compressed':
-            topic += '/compressed'
-        self._input = AdaptiveSubscription(
-            self, CompressedImage if transport == 'compressed' else Image, topic,
-            self._on_image, SENSOR_QOS, on_lost=self._on_lost)
-        self._diag = Diagnostics(self)
-        self._diag.add('input', self._input_diagnostics)
-        self._diag.add('encoder', self._encoder_diagnostics)
-        self._diag.add('output', self._output_diagnostics)
-        self._worker = threading.Thread(target=self._work, name='vision_encoder', daemon=True)
+        self._pub = self.lifecycle_publisher(Embedding, 'embedding', EMBEDDING_QOS)
+        # Latest-frame-wins: one frame waits, newer ones replace it.
+        self._worker = ModelThread('vision_encoder', self._encode, 1, nice=self._model_nice,
+                                   on_nice_error=lambda err: self.get_logger().warn(
+                                       f'model_nice {self._model_nice} refused: {err}'))
         self._worker.start()
-        self.get_logger().info(f"ready: {self._encoder.encoder_id} on '{topic}'")
+        self.add_stage('input', self._input_diagnostics)
+        self.add_stage('encoder', self._encoder_diagnostics)
+        self.add_stage('output', self._output_diagnostics)
+        self.get_logger().info(f'configured: {self._encoder.encoder_id} on '
+                               f"'{self._input.topic}'")
+
+    def activate_node(self):
+        """Subscribe the camera."""
+        self._stats = FrameStats()  # a stopped intake is no gap between frames
+        self._input.start()
+
+    def deactivate_node(self):
+        """Unsubscribe and drop the frame waiting for the model."""
+        self._input.stop()
+        if self._worker is not None:
+            self._worker.clear()
+
+    def cleanup_node(self):
+        """Stop the model thread and free the model."""
+        if self._worker is not None:
+            self._worker.stop(timeout=5.0)
+        self._worker = self._encoder = self._pub = None
 
     def _on_image(self, msg):
         self._counts['received'] += 1
@@ -124,7 +151,7 @@ class VisionEncoderNode(Node):
         except InputError as e:
             self._reject(e.reason, str(e))
             return
-        if self._slot.put(msg):
+        if self._worker.put(msg):
             self._counts['dropped'] += 1  # superseded before the model got to it
 
     def _on_lost(self, count):
@@ -204,24 +231,23 @@ class VisionEncoderNode(Node):
         self._counts['encoded'] += 1
         return emb
 
-    def _work(self):
-        try:
-            self._nice_applied = lower_thread_priority(self._model_nice)
-        except OSError as err:
-            self.get_logger().warn(f'model_nice {self._model_nice} refused: {err}')
-        while (msg := self._slot.get()) is not None:
-            t0 = time.perf_counter()
-            rgb = self.convert(msg)
-            out = None if rgb is None else self.run_model(rgb, stamp_to_sec(msg.header.stamp))
-            if out is None:
-                continue
-            processing = time.perf_counter() - t0
-            self._processing.append(processing)
-            emb = self.embedding(msg, out, processing)
-            if not self._slot.closed:  # close() may have begun during the model run
-                emb.capture_to_publish_latency = now_sec(self) - stamp_to_sec(emb.header.stamp)
-                self._pub.publish(emb)
-                self._published += 1
+    def _encode(self, msg):
+        """Model thread: convert and encode one frame, publish its Embedding."""
+        pub, worker = self._pub, self._worker  # cleanup may begin during the model run
+        t0 = time.perf_counter()
+        rgb = self.convert(msg)
+        out = None if rgb is None else self.run_model(rgb, stamp_to_sec(msg.header.stamp))
+        if out is None:
+            return
+        processing = time.perf_counter() - t0
+        self._processing.append(processing)
+        emb = self.embedding(msg, out, processing)
+        if worker.stopping or not pub.is_activated:  # inactive: nothing is published
+            self._seq = emb.seq  # and no seq used up: the fusion node counts gaps as losses
+            return
+        emb.capture_to_publish_latency = now_sec(self) - stamp_to_sec(emb.header.stamp)
+        pub.publish(emb)
+        self._published += 1
 
     def _reject(self, reason, text):
         self._counts['rejected'] += 1
@@ -246,7 +272,8 @@ class VisionEncoderNode(Node):
 
     def _encoder_diagnostics(self):
         received = max(1, self._counts.get('received', 0))
-        c = {'encoder': self._encoder.encoder_id, 'model_nice': self._nice_applied or 0,
+        c = {'encoder': self._encoder.encoder_id,
+             'model_nice': self._worker.nice_applied or 0,
              'encoded': self._counts.get('encoded', 0),
              'dropped': self._counts.get('dropped', 0),
              'drop_rate': round(self._counts.get('dropped', 0) / received, 3),
@@ -261,11 +288,6 @@ class VisionEncoderNode(Node):
         return DiagnosticStatus.OK, 'ok', {
             'published': self._published, 'topic': self.output_topic,
             'subscribers': self._pub.get_subscription_count()}
-
-    def close(self):
-        """Stop the worker thread (called before destroy_node)."""
-        self._slot.close()
-        self._worker.join(timeout=5.0)
 
 
 def main(args=None):

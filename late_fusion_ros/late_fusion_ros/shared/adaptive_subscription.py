@@ -62,13 +62,18 @@ class AdaptiveSubscription:
     rclpy's usual QoSOverridingOptions. `on_lost(count)` receives the middleware's
     message-lost events where the RMW reports them (`lost_events` says whether it does).
     With `raw` the callback receives the serialized message (bytes), as a recorder wants.
+
+    The parameters are declared at construction; `start()` begins watching the topic (and
+    subscribes once a publisher appears) and `stop()` destroys the subscription and its
+    timer, so a lifecycle node stops all intake while inactive. `start` (default True)
+    starts at once.
     """
 
     def __init__(self, node: Node, msg_type, topic: str, callback: Callable, qos: QoSProfile,
                  *, adapt_durability: bool = False, check_period: float = 0.5,
                  on_lost: Optional[Callable[[int], None]] = None, callback_group=None,
-                 raw: bool = False):
-        """Declare the override parameters and subscribe as soon as a publisher exists."""
+                 raw: bool = False, start: bool = True):
+        """Declare the override parameters; with `start`, subscribe once a publisher exists."""
         self._node = node
         self.msg_type = msg_type
         self._raw = raw
@@ -108,13 +113,39 @@ class AdaptiveSubscription:
         self.lost_events = on_lost is not None
         self.resubscriptions = 0
         self.incompatible = 0  # publishers that offered a QoS this subscription refused
+        self._check_period = check_period
+        self._timer = None
+        if start:
+            self.start()
+
+    def start(self) -> None:
+        """Watch the topic's publishers and subscribe as soon as one exists."""
+        if self._timer is not None:
+            return
         # A steady clock: with use_sim_time and no /clock yet, ROS-time timers stand still.
-        self._timer = node.create_timer(check_period, self.check,
-                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
+        self._timer = self._node.create_timer(self._check_period, self.check,
+                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.check()
+
+    def stop(self) -> None:
+        """Destroy the subscription and stop watching: nothing more is received."""
+        if self._timer is not None:
+            self._node.destroy_timer(self._timer)
+            self._timer = None
+        if self.subscription is not None:
+            self._node.destroy_subscription(self.subscription)
+            self.subscription = None
+        self.qos = None
+
+    @property
+    def started(self) -> bool:
+        """Return True between start() and stop()."""
+        return self._timer is not None
 
     def check(self) -> None:
         """Look at the publishers; (re)subscribe if the adapted QoS differs from the current."""
+        if self._timer is None:
+            return  # stopped: a late incompatible-QoS event must not subscribe again
         infos = self._node.get_publishers_info_by_topic(self.topic)
         self.publishers = len(infos)
         if not infos:

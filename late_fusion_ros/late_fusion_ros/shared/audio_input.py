@@ -44,36 +44,31 @@ class AudioInput:
     steps, public so that fusion_offline feeds a bag's messages through the same code.
     """
 
-    def __init__(self, node: Node, window: int, hop: int, model_rate: int,
-                 on_frames: Callable[[List[Frame], str, int], None],
+    def __init__(self, node: Node, on_frames: Callable[[List[Frame], str, int], None],
                  on_restart: Callable[[], None] = lambda: None):
-        """Declare parameters, build the stream and subscribe (once a driver publishes)."""
+        """Declare the input parameters and the subscriptions (started by start())."""
         self._node = node
         d = lambda *a, **k: declare(node, *a, **k)  # noqa: E731
-        stamped = d('stamped', True, 'Subscribe audio_stamped (AudioDataStamped); false: '
-                    'headerless audio (AudioData), stamped from arrival time.', read_only=True)
+        self.stamped = d('stamped', True, 'Subscribe audio_stamped (AudioDataStamped); false: '
+                         'headerless audio (AudioData), stamped from arrival time.',
+                         read_only=True)
         # The input format is the driver's fact: these are defaults until audio_info arrives.
-        rate = d('sample_rate', 16000, 'Input sample rate until audio_info says otherwise.',
-                 min_value=1000, max_value=384000, read_only=True)
-        channels = d('channels', 1, 'Input channels until audio_info says otherwise.',
-                     min_value=1, max_value=64, read_only=True)
-        fmt = d('sample_format', 'S16LE', 'Input sample format until audio_info says '
-                'otherwise: S16LE, S16BE, S32LE, S32BE, F32LE, F32BE or U8.', read_only=True)
-        channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
-                    min_value=-1, max_value=63, read_only=True)
-        resampler = d('resampler', 'iir', f'Resampling to the model rate: {", ".join(RESAMPLERS)}'
-                      " ('iir' adds no wait for the next chunk; see core/audio.py).",
-                      read_only=True)
-        max_chunk = d('max_chunk_seconds', 10.0, 'Longer chunks are refused before decoding.',
-                      min_value=0.01, max_value=600.0, read_only=True)
+        self._format = (
+            d('sample_rate', 16000, 'Input sample rate until audio_info says otherwise.',
+              min_value=1000, max_value=384000, read_only=True),
+            d('channels', 1, 'Input channels until audio_info says otherwise.',
+              min_value=1, max_value=64, read_only=True),
+            d('sample_format', 'S16LE', 'Input sample format until audio_info says '
+              'otherwise: S16LE, S16BE, S32LE, S32BE, F32LE, F32BE or U8.', read_only=True))
+        self._channel = d('channel', -1, 'Channel to encode; -1 downmixes all channels.',
+                          min_value=-1, max_value=63, read_only=True)
+        self._resampler = d('resampler', 'iir', 'Resampling to the model rate: '
+                            f"{', '.join(RESAMPLERS)} ('iir' adds no wait for the next chunk; "
+                            'see core/audio.py).', read_only=True)
+        self._max_chunk = d('max_chunk_seconds', 10.0, 'Longer chunks are refused before '
+                            'decoding.', min_value=0.01, max_value=600.0, read_only=True)
         self._frame_id = d('frame_id', '', 'frame_id for headerless input.', read_only=True)
-        self.stamped = stamped
-        try:
-            initial = StreamFormat(rate, channels, fmt).validated()
-        except InputError as err:
-            raise ValueError(str(err)) from None
-        self.stream = AudioStream(window, hop, model_rate, initial, channel, resampler,
-                                  max_chunk)
+        self.stream: Optional[AudioStream] = None
         self._on_frames = on_frames
         self._on_restart = on_restart
         self.counts = Counter()
@@ -81,12 +76,38 @@ class AudioInput:
         self._coding_ok = True
         self._loss_reported = False
         self.chunk_frames = 0  # frames in the latest chunk, for diagnostics
-        topic = 'audio_stamped' if stamped else 'audio'
+        topic = 'audio_stamped' if self.stamped else 'audio'
         self.info = AdaptiveSubscription(node, AudioInfo, 'audio_info', self.on_info,
-                                         AUDIO_INFO_QOS, adapt_durability=True)
+                                         AUDIO_INFO_QOS, adapt_durability=True, start=False)
         self.audio = AdaptiveSubscription(
-            node, AudioDataStamped if stamped else AudioData, topic, self._on_audio,
-            AUDIO_QOS, on_lost=self._on_lost)
+            node, AudioDataStamped if self.stamped else AudioData, topic, self._on_audio,
+            AUDIO_QOS, on_lost=self._on_lost, start=False)
+
+    def configure(self, window: int, hop: int, model_rate: int) -> None:
+        """Build the stream for a model's window, hop and rate; ValueError if it cannot be."""
+        try:
+            initial = StreamFormat(*self._format).validated()
+        except InputError as err:
+            raise ValueError(str(err)) from None
+        self.stream = AudioStream(window, hop, model_rate, initial, self._channel,
+                                  self._resampler, self._max_chunk)
+        self.counts.clear()
+        self._coding_ok = True
+        self._loss_reported = False
+        self.chunk_frames = 0
+
+    def start(self) -> None:
+        """Subscribe the microphone topics (as soon as a driver publishes)."""
+        if self.stream is not None and self.counts['chunks']:
+            self.stream.restart()  # intake stopped on purpose: no loss to count
+            self._on_restart()
+        self.info.start()
+        self.audio.start()
+
+    def stop(self) -> None:
+        """Unsubscribe: no chunk is received until start()."""
+        self.audio.stop()
+        self.info.stop()
 
     # ------------------------------------------------------------------ callbacks
     def on_info(self, msg: AudioInfo) -> None:

@@ -78,6 +78,10 @@ class Diagnostics:
         """Add a status; provider() returns (level, message, {key: value})."""
         self._providers.append((name, provider))
 
+    def remove(self, name: str) -> None:
+        """Remove the status `name` (a stage of a node that was cleaned up)."""
+        self._providers = [(n, p) for n, p in self._providers if n != name]
+
     def publish(self) -> None:
         """Publish every status now."""
         from diagnostic_msgs.msg import DiagnosticStatus, KeyValue

@@ -23,3 +23,19 @@ EMBEDDING_QOS = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=50,
 def qos_override() -> QoSOverridingOptions:
     """Let users override reliability, depth, history and durability of a topic from YAML."""
     return QoSOverridingOptions.with_default_policies()
+
+
+def declare_subscription_qos_overrides(node, topic: str, qos: QoSProfile) -> None:
+    """
+    Declare the `qos_overrides.<topic>.subscription.*` parameters now.
+
+    rclpy declares them when the subscription is created, which a lifecycle node does only
+    on activate; declared in the constructor, they are listable in every state, and a
+    parameters file setting them is not reported as unused at start-up. The same function
+    and names create_subscription uses, so the later creation finds them declared.
+    """
+    import copy
+    from rclpy.qos_overriding_options import _declare_qos_parameters
+    from rclpy.subscription import Subscription
+    _declare_qos_parameters(Subscription, node, node.resolve_topic_name(topic), copy.copy(qos),
+                            qos_override())

@@ -76,6 +76,7 @@ class OfflineGraph:
     def __init__(self, specs, context, verbose: bool = False):
         """Create one node per spec."""
         import rclpy.logging
+        from rclpy.lifecycle import TransitionCallbackReturn
         from ..bringup import ros_args
         classes = _node_classes()
         self.nodes = []
@@ -86,8 +87,13 @@ class OfflineGraph:
             if not verbose:  # model and subscription chatter; warnings still show
                 rclpy.logging.set_logger_level(spec.name, rclpy.logging.LoggingSeverity.WARN)
             node = cls(context=context, cli_args=ros_args(spec), use_global_arguments=False,
-                       start_parameter_services=False, enable_rosout=False)
+                       start_parameter_services=False, enable_rosout=False,
+                       enable_communication_interface=False)
             self.nodes.append(node)
+            # Configured (models loaded), never activated: nothing subscribes or publishes;
+            # the run calls the nodes' per-message methods itself.
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                raise ValueError(f'{spec.name}: {node.configure_error}')
         from ..nodes.fusion_node import FusionNode
         fusions = [n for n in self.nodes if isinstance(n, FusionNode)]
         if len(fusions) != 1:
@@ -95,10 +101,9 @@ class OfflineGraph:
         self.fusion = fusions[0]
 
     def close(self) -> None:
-        """Stop the nodes' worker threads and destroy them."""
+        """Release the nodes' models and threads and destroy them."""
         for node in self.nodes:
-            if hasattr(node, 'close'):
-                node.close()
+            node.close()
             node.destroy_node()
 
 

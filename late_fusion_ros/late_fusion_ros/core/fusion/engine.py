@@ -326,6 +326,18 @@ class FusionEngine:
                 out[UNKNOWN_KEY] = self._counts(self._unknown)
             return out
 
+    def restart_intake(self) -> None:
+        """
+        Forget every modality's last arrival seq, keeping state and counters.
+
+        For an intake that stopped on purpose (the node was inactive): the first arrival of
+        each modality afterwards starts a new seq run, so what was published meanwhile is
+        not counted as `lost`.
+        """
+        with self._lock:
+            for slot in self._slots.values():
+                slot.arrival_seq = None
+
     @staticmethod
     def _counts(counts: Counter) -> Dict[str, int]:
         return {'received': 0, 'rejected': 0, 'dropped': 0, **counts}
