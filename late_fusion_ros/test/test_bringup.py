@@ -10,6 +10,7 @@ what the bring-up starts; the parameters-file matching both rely on is checked a
 rcl's rules, and the package's YAML against the nodes that exist.
 """
 
+import inspect
 import os
 import re
 import sys
@@ -176,18 +177,21 @@ def _launched_nodes(args: dict):
     """Load the real launch description with `args` and return (context, Node actions)."""
     from launch import LaunchContext
     from launch.launch_description_sources import PythonLaunchDescriptionSource
+    from launch.actions import RegisterEventHandler
     from launch_ros.actions import Node
     context = LaunchContext()
     context.launch_configurations.update(args)  # as `ros2 launch ... name:=value` does
     description = PythonLaunchDescriptionSource(LAUNCH_FILE).get_launch_description(context)
-    nodes, pending = [], list(description.entities)
+    nodes, handlers, pending = [], [], list(description.entities)
     while pending:  # what LaunchService does, short of starting processes
         entity = pending.pop(0)
         if isinstance(entity, Node):
             nodes.append(entity)
+        elif isinstance(entity, RegisterEventHandler):
+            handlers.append(entity.event_handler)
         else:
             pending[:0] = entity.visit(context) or []
-    return context, nodes
+    return context, nodes, handlers
 
 
 @pytest.mark.integration
@@ -195,32 +199,45 @@ def _launched_nodes(args: dict):
     {},
     {'namespace': 'robot1', 'face': 'true', 'use_sim_time': 'true', 'transcribe': 'false',
      'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info',
-     'image_topic': '/camera/image_raw'}])
+     'image_topic': '/camera/image_raw'},
+    {'managed': 'true'},
+    {'managed': 'true', 'autostart': 'false', 'namespace': 'robot1', 'face': 'true'}])
 def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
     """Executables, names, namespaces, remappings and resolved parameters are the same."""
     from late_fusion_ros.bringup import transcription_available
     from launch.utilities import perform_substitutions
-    from launch_ros.actions import Node
-    context, nodes = _launched_nodes(args)
+    from launch_ros.actions import LifecycleNode, Node
+    context, nodes, handlers = _launched_nodes(args)
     defaults = {'audio_topic': 'audio_stamped', 'audio_info_topic': 'audio_info',
                 'image_topic': 'image', 'namespace': '', 'face': 'false',
-                'use_sim_time': 'false',
+                'use_sim_time': 'false', 'managed': 'false', 'autostart': 'true',
                 'transcribe': 'true' if transcription_available() else 'false'}
     a = {**defaults, **args}
+    managed = a['managed'] == 'true'
     specs = node_specs(a['audio_topic'], a['audio_info_topic'], a['image_topic'],
                        use_sim_time=a['use_sim_time'] == 'true', face=a['face'] == 'true',
                        transcribe=a['transcribe'] == 'true',
-                       namespace=f"/{a['namespace']}" if a['namespace'] else '')
+                       namespace=f"/{a['namespace']}" if a['namespace'] else '',
+                       managed=managed)
     assert [n.node_executable for n in nodes] == [s.executable for s in specs]
+    # Managed: lifecycle nodes (their `autostart` parameter false, see the resolved files
+    # below), driven by two launch event handlers each (configure, then activate) unless
+    # autostart:=false or launch_ros autostarts them itself.
+    assert all(isinstance(n, LifecycleNode) == managed for n in nodes)
+    native = 'autostart' in inspect.signature(LifecycleNode.__init__).parameters
+    driven = managed and a['autostart'] == 'true' and not native
+    assert len(handlers) == (2 * len(nodes) if driven else 0)
     for node, spec in zip(nodes, specs):
         # launch_ros's own expansion of names, namespace, remappings and parameters
         # (what Node.execute does before it starts the process).
         node._perform_substitutions(context)
         assert node.node_package == 'late_fusion_ros'
         namespace = node.expanded_node_namespace
-        assert (namespace if namespace != Node.UNSPECIFIED_NODE_NAMESPACE else '') == \
-            spec.namespace
-        if EXECUTABLE_NODE_NAMES[spec.executable] == spec.name:
+        root = (Node.UNSPECIFIED_NODE_NAMESPACE, '/')  # a LifecycleNode names the root '/'
+        assert (namespace if namespace not in root else '') == spec.namespace
+        if managed:
+            assert node.node_name == spec.fqn  # a LifecycleNode is addressed by its name
+        elif EXECUTABLE_NODE_NAMES[spec.executable] == spec.name:
             assert not node.is_node_name_fully_specified()  # renamable by a remapping
         else:
             assert node.node_name == spec.fqn
