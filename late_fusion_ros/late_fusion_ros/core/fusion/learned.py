@@ -76,11 +76,12 @@ class MetaLearner(Strategy):
     or stale modality). The file (strategy_params 'model_path') holds 'features',
     'modalities', 'labels' (at least two) and 'weight' (K, H), 'bias' (K,), optionally
     'hidden_weight' (H, F) and 'hidden_bias' (H,). Output: softmax over 'labels'. Cached
-    term per modality: the feature positions and values of its scores. The features of
-    different modalities are disjoint, so the first layer is a sum over modalities of each
-    one's product with its own features: fuse_delta keeps that sum (delta.RunningSum) and
-    an arrival replaces its modality's product, computed from its few features only, so the
-    cost of an arrival does not grow with the model's input, which grows with the modalities.
+    term per modality: its positions and values in the input (its scores, and 1 for its
+    presence). The inputs of different modalities are disjoint, so the first layer is a sum
+    over the modalities of each one's product with its own inputs: fuse_delta keeps that sum
+    (delta.RunningSum) and an arrival replaces its modality's product, computed from its few
+    inputs only, so the cost of an arrival does not grow with the model's input, which grows
+    with the modalities.
     """
 
     name = 'meta_learner'
@@ -119,22 +120,26 @@ class MetaLearner(Strategy):
         self._first_t = np.ascontiguousarray(layers[0][0].T)
 
     def project(self, inp):
-        """Return (feature positions, scores, presence position) of the input."""
+        """Return (positions, values) in the model's input: the scores, and 1 for presence."""
         presence = self._presence.get(inp.modality)
         if presence is None and inp.modality not in self._positions:
             return None
         spots = self._positions.get(inp.modality, {})
         # A label given twice counts once, its last score (a feature holds one value).
         pairs = {spots[label]: s for label, s in zip(inp.labels, inp.scores) if label in spots}
+        if presence is not None:
+            pairs[presence] = 1.0
         pos = np.fromiter(pairs, np.intp, len(pairs))
-        values = np.fromiter(pairs.values(), np.float64, len(pairs))
-        return pos, values, presence
+        return pos, np.fromiter(pairs.values(), np.float64, len(pairs))
 
     def bind(self, names):
-        """One term (feature positions, scores, presence) and first-layer sum per modality."""
+        """One term (input positions, values) per modality, and the first layer's sum."""
         super().bind(names)
         self._terms = [None] * len(self.names)
         self._first = RunningSum(len(self.names), self._first_t.shape[1])
+        # Per modality, the first layer's rows of the features its last input had: an
+        # encoder reports the same labels every time, so this is gathered once.
+        self._rows_of = [(b'', None)] * len(self.names)
 
     def store(self, index, term):
         """Keep the modality's term (the engine calls put, with the stamp)."""
@@ -147,11 +152,13 @@ class MetaLearner(Strategy):
         if term is None:
             self._first.put(index, None)
             return
-        pos, values, presence = term
-        first = values @ self._first_t[pos]  # the first layer's columns of this modality only
-        if presence is not None:
-            first += self._first_t[presence]
-        self._first.put(index, first, stamp)
+        pos, values = term
+        key, rows = self._rows_of[index]
+        if key != pos.tobytes():
+            key, rows = pos.tobytes(), self._first_t[pos]
+            self._rows_of[index] = key, rows
+        # The first layer's columns of this modality's inputs only.
+        self._first.put(index, values @ rows, stamp)
 
     def fuse(self, weight, reliability, fresh):
         """Assemble the feature vector from the fresh modalities and run the model."""
@@ -161,10 +168,8 @@ class MetaLearner(Strategy):
         # Positions are disjoint between modalities: each one writes its own features.
         x = np.zeros(len(self.features) + len(self.modality_names))
         for i in np.flatnonzero(used).tolist():
-            pos, values, presence = self._terms[i]
+            pos, values = self._terms[i]
             x[pos] = values
-            if presence is not None:
-                x[presence] = 1.0
         for i, (weight, bias) in enumerate(self._layers):
             x = weight @ x + bias
             if i < len(self._layers) - 1:
