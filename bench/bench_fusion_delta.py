@@ -22,7 +22,7 @@ ONE_BLOCK arrivals: the same work per arrival, fusing all M tokens, but the proj
 weights of one modality only, always in cache), and Attention.project alone in both
 patterns. Then memory over many arrivals (tracemalloc current/peak, and resident set size
 since torch allocates outside tracemalloc's view) and sustained arrivals/s for two
-modalities. About four minutes on two cores with the defaults.
+modalities. About two minutes on two quiet cores with the defaults (four under load).
 
     python bench/bench_fusion_delta.py [--arrivals 1500] [--threads 1] [--strategies ...]
 """
