@@ -145,6 +145,8 @@ def assert_agree(out, ref):
     assert out.labels == ref.labels and out.decision == ref.decision
     np.testing.assert_allclose(out.scores, ref.scores, rtol=TOLERANCE, atol=TOLERANCE)
     assert _close(out.confidence, ref.confidence)
+    # The confidence is the float64 score (the scores are float32): the sums keep ~1e-10.
+    assert math.isclose(out.confidence, ref.confidence, rel_tol=1e-9, abs_tol=1e-12)
     assert list(out.attention) == list(ref.attention)
     for name, weight in out.attention.items():
         assert _close(weight, ref.attention[name]), name

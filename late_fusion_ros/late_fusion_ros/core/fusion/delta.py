@@ -279,7 +279,8 @@ class DecayedSoftmaxSum:
                 a *= scale
             group.ref = exponent
         e = math.exp(exponent - group.ref)
-        pair = np.array([e * (self.stamp[i] + self.max_age[i] - group.t0), e])
+        # Stamp minus origin first: with epoch stamps, stamp + max_age would round to 2e-7 s.
+        pair = np.array([e * ((self.stamp[i] - group.t0) + self.max_age[i]), e])
         group.den += sign * pair
         group.num += np.multiply.outer(sign * pair, self.values[i])
         group.mass += np.abs(pair)
@@ -310,7 +311,7 @@ class DecayedSoftmaxSum:
         exponent = np.array([self.base[i] - self.log_max_age[i] for i in idx])
         group.t0, group.ref = now, float(exponent.max())
         e = np.exp(exponent - group.ref)
-        alpha = self.stamp[idx] + np.array([self.max_age[i] for i in idx]) - now
+        alpha = (self.stamp[idx] - now) + np.array([self.max_age[i] for i in idx])
         pair = np.stack([e * alpha, e])
         group.den = pair.sum(1)
         group.num = pair @ self.values[idx]
