@@ -54,8 +54,16 @@ class ProcessGroup:
     (also the name of its log file), so that two graphs in two namespaces fit in one group.
     """
 
-    def __init__(self, env: Optional[Dict[str, str]] = None, log_dir: Optional[str] = None):
+    def __init__(self, env: Optional[Dict[str, str]] = None, log_dir: Optional[str] = None,
+                 prefix: Sequence[str] = ()):
+        """
+        Start processes with `env` (default: this process's), logs in `log_dir`.
+
+        `prefix` goes before every command line, e.g. `ip netns exec robot` to start the
+        nodes on another (emulated) host; it must exec the command, so that signals reach it.
+        """
         self._env = dict(os.environ if env is None else env)
+        self._prefix = list(prefix)
         self._own_env = env is not None  # nodes come from that environment's install
         self.log_dir = log_dir
         self._logs = []
@@ -82,7 +90,7 @@ class ProcessGroup:
         """Start one node; its output goes to <log_dir>/<name>.log or is inherited."""
         params = write_parameters(spec, self.params_dir)
         exe = executable_path(spec.executable, self._env if self._own_env else None)
-        cmd = [exe] + ros_args(spec, params) + (extra_args or [])
+        cmd = self._prefix + [exe] + ros_args(spec, params) + (extra_args or [])
         out = None
         key = spec.fqn.lstrip('/').replace('/', '.') if spec.namespace.strip('/') else spec.name
         if self.log_dir:

@@ -5,13 +5,14 @@
 from collections import deque
 import threading
 import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState, Transcript
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
 
+from ..core.clock_offset import ClockOffsetEstimator
 from ..core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult, make_strategy,
                            ModalityConfig, STRATEGIES)
 from ..shared.diagnostics import ThrottledLog
@@ -154,6 +155,12 @@ class FusionNode(ManagedNode):
                            min_value=1, max_value=1 << 30)
         slop = d('sync_slop', 0.1, 'Seconds: the sync policy fuses sets this close together.',
                  min_value=0.0, max_value=10.0, read_only=True)
+        # Encoders on other computers stamp with their own clocks: an offset beyond this is
+        # reported (WARN in /diagnostics naming the publisher) instead of mis-ageing state.
+        self._clock_tolerance = d('clock_offset_warn', 0.1, 'Seconds: a publisher whose '
+                                  "clock seems this far ahead of or behind this node's "
+                                  '(stamps vs. arrival) is reported in /diagnostics.',
+                                  min_value=0.001, max_value=3600.0, read_only=True)
         for name in names:
             p = f'modality_params.{name}.'
             d(p + 'prior', 1.0, f'Prior weight of {name}.', min_value=0.0, max_value=1000.0)
@@ -194,6 +201,8 @@ class FusionNode(ManagedNode):
         self._latencies = deque(maxlen=1000)  # capture_to_output of recent outputs
         self._bad = ThrottledLog(self)
         self._lost_told = False  # the log says once what fixes losses before the callback
+        self._clocks = {n: ClockOffsetEstimator() for n in self._names}
+        self._clock_told = set()  # publishers whose clock offset was logged once
         self.add_stage('input', self._input_diagnostics)
         self.add_stage('output', self._output_diagnostics)
         sync_by = ('message_filters.ApproximateTimeSynchronizer' if self._external_sync
@@ -379,6 +388,9 @@ class FusionNode(ManagedNode):
             self._bad.warn((name, 'clock_not_started'), f'dropped {name} embedding seq '
                            f'{msg.seq}: use_sim_time and no /clock received yet')
             return
+        # The publisher's clock against ours (core.clock_offset): reported, never corrected.
+        self._clocks[name].add(now - stamp_to_sec(msg.header.stamp),
+                               msg.capture_to_publish_latency)
         out = self.fuse(name, msg, now)
         if out is None or not publish:
             return
@@ -391,16 +403,36 @@ class FusionNode(ManagedNode):
         self._latencies.append(out.capture_to_output_latency)
 
     def _input_diagnostics(self):
+        now = now_sec(self)
         with self._lock:
             counters = self._engine.counters()
+            reports = {r.modality: r for r in self._engine.evaluate(now).modalities}
         values = {}
         level, message = DiagnosticStatus.OK, 'ok'
         for name, c in counters.items():
             for key, value in c.items():
                 values[f'{name}.{key}'] = value
+        # Each modality's state with its reason, so a monitor sees why one contributes
+        # nothing: absent (never received), stale (its last input older than max_age).
+        problems = []
+        for name, r in reports.items():
+            max_age = self._engine.config.modalities[self._names.index(name)].max_age
+            if not r.present:
+                values[f'{name}.state'] = 'absent: nothing received yet'
+            elif r.stale:
+                values[f'{name}.state'] = (f'stale: last input {r.age:.2f} s old > max_age '
+                                           f'{max_age:g} s')
+                problems.append(f'{name} stale ({r.age:.1f} s old)')
+            else:
+                values[f'{name}.state'] = 'fresh'
+            values[f'{name}.age'] = round(r.age, 3) if r.present else ''
+        clocks = self._clock_offsets(values)
+        if problems or clocks:
+            level, message = DiagnosticStatus.WARN, '; '.join(clocks + problems)
         lost = {n: c['lost'] for n, c in counters.items() if c.get('lost')}
         if lost:
-            level, message = DiagnosticStatus.WARN, 'arrivals lost before the callback'
+            level = DiagnosticStatus.WARN
+            message = '; '.join(['arrivals lost before the callback'] + clocks + problems)
             if not self._lost_told:
                 self._lost_told = True
                 self.get_logger().warn(
@@ -410,9 +442,35 @@ class FusionNode(ManagedNode):
                     f'{EMBEDDING_QOS.depth}) absorbs bursts; a sustained rate above what '
                     'bench_fusion_node.py measures needs a slower encoder (min_interval does '
                     'not help: it drops after the callback).')
-        elif any(c.get('rejected', 0) for c in counters.values()):
+        elif any(c.get('rejected', 0) for c in counters.values()) and level == \
+                DiagnosticStatus.OK:
             level, message = DiagnosticStatus.WARN, 'inputs rejected'
         return level, message, values
+
+    def _clock_offsets(self, values: dict) -> List[str]:
+        """Report publishers whose clock is off ours beyond clock_offset_warn (and log once)."""
+        lines = []
+        for name, clock in self._clocks.items():
+            offset = clock.estimate()
+            values[f'{name}.clock_offset'] = '' if offset is None else round(offset, 3)
+            offset = clock.judge(self._clock_tolerance)
+            if offset is None:
+                continue
+            topic = self.resolve_topic_name(f'{name}/embedding')
+            who = ', '.join(sorted(
+                f"{i.node_namespace.rstrip('/')}/{i.node_name}"
+                for i in self.get_publishers_info_by_topic(topic))) or topic
+            way = 'ahead of' if offset < 0 else 'behind'
+            line = f"clock of {who} ({name}) {abs(offset):.2f} s {way} this node's"
+            lines.append(line)
+            if who not in self._clock_told:
+                self._clock_told.add(who)
+                self.get_logger().warn(
+                    f'{line}: its stamps {"lie in the future" if offset < 0 else "look old"} '
+                    f'on arrival, so {name} is aged wrongly (stale too early or too late, '
+                    "future stamps refused). Synchronise the computers' clocks (chrony or "
+                    'PTP; see README, Across machines).')
+        return lines
 
     def _output_diagnostics(self):
         values = {'published': self._published, 'strategy': self._engine.config.strategy,

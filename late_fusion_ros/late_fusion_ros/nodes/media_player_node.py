@@ -64,27 +64,40 @@ class MediaPlayerNode(Node):
                                'frame_id of the images.', read_only=True)
         self._mic_frame = d('microphone_frame_id', 'microphone', 'frame_id of the audio.',
                             read_only=True)
+        # Real drivers are separate processes, one per device; one player may stand in for
+        # either or both (a camera and a microphone published from one process delay the
+        # audio in Fast DDS: see README, Across machines).
+        microphone = d('microphone', True, 'Play the microphone (audio_stamped, audio_info).',
+                       read_only=True)
+        camera = d('camera', True, 'Play the camera (image).', read_only=True)
         mono, _ = scenario(pattern, rate=self._rate)
         self._audio = stereo(mono) if channels == 2 else mono[:, None]
-        self._photos = [camera_frame(n, width, height).tobytes() for n in photos]
+        self._photos = [camera_frame(n, width, height).tobytes() for n in photos] \
+            if camera else []
         self._size = (height, width)
         qos = QoSProfile(depth=5, reliability=QoSReliabilityPolicy.RELIABLE if reliable
                          else QoSReliabilityPolicy.BEST_EFFORT)
-        self._audio_pub = self.create_publisher(AudioDataStamped, 'audio_stamped', 10)
-        self._image_pub = self.create_publisher(Image, 'image', qos)
-        latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
-                             durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-        self._info_pub = self.create_publisher(AudioInfo, 'audio_info', latched)
-        self._info_pub.publish(AudioInfo(
-            channels=channels, sample_rate=self._rate, sample_format='S16LE',
-            bitrate=self._rate * 16 * channels, coding_format='wave'))
+        self._audio_pub = self._image_pub = None
+        if microphone:
+            self._audio_pub = self.create_publisher(AudioDataStamped, 'audio_stamped', 10)
+            latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                                 durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+            self._info_pub = self.create_publisher(AudioInfo, 'audio_info', latched)
+            self._info_pub.publish(AudioInfo(
+                channels=channels, sample_rate=self._rate, sample_format='S16LE',
+                bitrate=self._rate * 16 * channels, coding_format='wave'))
+        if camera:
+            self._image_pub = self.create_publisher(Image, 'image', qos)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._play, name='media_player', daemon=True)
         self._thread.start()
-        self.get_logger().info(
-            f'playing {len(mono) / self._rate:.1f} s of audio ({pattern}) at {self._rate} Hz '
-            f'x {channels} in {self._chunk}-frame chunks, and {len(photos)} photos at '
-            f'{width}x{height} {self._fps:g} fps')
+        playing = []
+        if microphone:
+            playing.append(f'{len(mono) / self._rate:.1f} s of audio ({pattern}) at '
+                           f'{self._rate} Hz x {channels} in {self._chunk}-frame chunks')
+        if camera:
+            playing.append(f'{len(photos)} photos at {width}x{height} {self._fps:g} fps')
+        self.get_logger().info(f"playing {' and '.join(playing) or 'nothing'}")
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -109,10 +122,12 @@ class MediaPlayerNode(Node):
             if abs(jump) > 0.25:
                 anchor, offset = anchor + jump, offset + jump
             if time.monotonic() >= next_chunk:
-                self._publish_chunk(sent, anchor + sent * chunk_s)
+                if self._audio_pub is not None:
+                    self._publish_chunk(sent, anchor + sent * chunk_s)
                 sent += 1
             if time.monotonic() >= next_frame:
-                self._publish_frame(frames * frame_s, now)
+                if self._image_pub is not None:
+                    self._publish_frame(frames * frame_s, now)
                 frames += 1
 
     def _publish_chunk(self, k: int, stamp: float):

@@ -3,6 +3,7 @@
 """A subscription whose reliability and durability follow the publishers on its topic."""
 
 import copy
+import os
 from typing import Callable, Optional
 
 from rcl_interfaces.msg import ParameterDescriptor
@@ -11,6 +12,12 @@ from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventType
 from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSPolicyKind, QoSProfile, QoSReliabilityPolicy
 from rclpy.qos_overriding_options import QoSOverridingOptions
+
+
+def discovery_server_client() -> bool:
+    """Return True when this process discovers through a Fast DDS discovery server."""
+    return bool(os.environ.get('ROS_DISCOVERY_SERVER', '').strip())
+
 
 # The policies that adapt, with the value each takes when every publisher offers it and
 # the value that matches any publisher otherwise.
@@ -149,6 +156,8 @@ class AdaptiveSubscription:
         infos = self._node.get_publishers_info_by_topic(self.topic)
         self.publishers = len(infos)
         if not infos:
+            if self.subscription is None and discovery_server_client():
+                self._subscribe_blind()
             return  # keep the current subscription while a driver restarts
         self.offered = infos
         policies = {
@@ -173,6 +182,27 @@ class AdaptiveSubscription:
         self._node.get_logger().info(
             f"'{self.topic}': subscribed {self.describe()} (publishers offer "
             f"{', '.join(sorted({qos_name(i.qos_profile.reliability) for i in infos}))})")
+
+    def _subscribe_blind(self) -> None:
+        """
+        Subscribe with the weaker policies, matching any publisher, before seeing one.
+
+        A client of a Fast DDS discovery server (ROS_DISCOVERY_SERVER, for networks without
+        multicast) learns only about topics it has endpoints on: waiting to see the driver's
+        publisher before subscribing would wait forever. Best effort and volatile match every
+        publisher; once the publishers are known (within check_period) the subscription
+        adapts. Elsewhere this is not done: a best-effort start would lose the first large
+        frames of a reliable camera.
+        """
+        qos = copy.copy(self._base)
+        qos.reliability = self._pins.get('reliability', QoSReliabilityPolicy.BEST_EFFORT)
+        qos.durability = self._pins.get('durability', QoSDurabilityPolicy.VOLATILE)
+        self.subscription = self._subscribe(qos)
+        self.qos = self.subscription.qos_profile
+        self._node.get_logger().info(
+            f"'{self.topic}': subscribed {self.describe()} before seeing a publisher, so that "
+            'the discovery server (ROS_DISCOVERY_SERVER) announces the topic; adapting once a '
+            'publisher appears')
 
     def _subscribe(self, qos: QoSProfile):
         overrides = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH])

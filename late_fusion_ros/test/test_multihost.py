@@ -1,0 +1,372 @@
+# Copyright 2026 late_fusion_ros maintainers
+# Licensed under the Apache License, Version 2.0
+"""
+Across machines: the graph split over hosts (network namespaces) that talk only over DDS.
+
+Each host is a network namespace with its own link to a virtual switch (hosts.py); the
+nodes start on their hosts through the bring-up the launch file uses (ProcessGroup with an
+`ip netns exec` prefix), the drivers are separate processes as on a robot (the demo's
+media player, once as a 48 kHz stereo microphone and once as a reliable 1280x720 camera),
+and a listener (probe.py) on the fusion node's host records what arrives there.
+
+- Layout (a), multicast discovery: the robot has the microphone, the audio encoder,
+  transcription and fusion; an offload host has the vision encoder, fed the camera over the
+  link. Its link is cut for 5 s: the robot's audio-triggered outputs never stop, vision is
+  reported stale with its reason, and comes back with nothing restarted or growing.
+- Layout (b), each encoder beside its sensor and fusion on a base host that receives only
+  embeddings, without multicast: once with ROS_STATIC_PEERS, once with a Fast DDS
+  discovery server.
+- A publisher whose clock is ahead or behind is named in the fusion node's /diagnostics.
+
+The tests need root for the namespaces; elsewhere they skip and say why.
+"""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import time
+
+import hosts
+from late_fusion_ros.bringup import node_specs, NodeSpec
+from late_fusion_ros.bringup.launcher import ProcessGroup
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.multihost]
+HERE = os.path.dirname(os.path.abspath(__file__))
+REASON = hosts.available()
+if REASON:
+    pytest.skip(f'multi-host tests need network namespaces: {REASON}',
+                allow_module_level=True)
+
+MIC = {'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info'}
+CAMERA = '/camera/image_raw'
+
+
+def drivers():
+    """Return the microphone and the camera as two processes, as on a robot."""
+    mic = NodeSpec('media_player_node', 'microphone',
+                   [('audio_stamped', MIC['audio_topic']),
+                    ('audio_info', MIC['audio_info_topic'])], parameters={'camera': False})
+    camera = NodeSpec('media_player_node', 'camera', [('image', CAMERA)],
+                      parameters={'microphone': False, 'fps': 15.0})
+    return mic, camera
+
+
+def graph_specs(transcribe: bool):
+    """Return {executable: NodeSpec} of the launch file's graph on the drivers' topics."""
+    specs = node_specs(MIC['audio_topic'], MIC['audio_info_topic'], CAMERA,
+                       transcribe=transcribe)
+    return {s.executable: s for s in specs}
+
+
+class Probe:
+    """probe.py on a host; its JSON lines read back as records."""
+
+    def __init__(self, net, host, path, *args):
+        """Start the listener on `host`, writing to `path`."""
+        self.path = str(path)
+        self._out = open(self.path, 'w')
+        self.proc = subprocess.Popen(
+            net.prefix(host) + [sys.executable, os.path.join(HERE, 'probe.py'), *args],
+            env=net.env_for(host), stdout=self._out, stderr=subprocess.STDOUT)
+
+    def records(self, kind=None):
+        """Return every record so far (of `kind`: fusion, embedding or diagnostics)."""
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                if line.startswith('{') and line.endswith('\n'):
+                    record = json.loads(line)
+                    if kind is None or record['kind'] == kind:
+                        out.append(record)
+        return out
+
+    def fusion_status(self, stage='input'):
+        """Return the fusion node's newest /diagnostics status of `stage`, or None."""
+        for r in reversed(self.records('diagnostics')):
+            if r['name'].endswith(f'fusion: {stage}'):
+                return r
+        return None
+
+    def stop(self):
+        """End the listener."""
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._out.close()
+
+
+class Network:
+    """Hosts, one ProcessGroup per host (its `ip netns exec` prefix and environment)."""
+
+    def __init__(self, names, log_dir, multicast=True, **env):
+        """Make the hosts; `env` adds variables to every process (discovery settings)."""
+        self.hosts = hosts.Hosts(names, multicast)
+        self.log_dir = log_dir
+        self.extra = dict(env)
+        self.groups = {}
+        self.probes = []
+
+    def prefix(self, host):
+        """Return the command prefix of `host`."""
+        return self.hosts.prefix(host)
+
+    def env_for(self, host):
+        """Return the environment of a process on `host`."""
+        return self.hosts.env(**self.extra)
+
+    def start(self, host, *specs):
+        """Start node specs on `host`."""
+        group = self.groups.get(host)
+        if group is None:
+            group = self.groups[host] = ProcessGroup(
+                env=self.env_for(host), log_dir=os.path.join(self.log_dir, host),
+                prefix=self.prefix(host))
+        for spec in specs:
+            group.start(spec)
+
+    def probe(self, host, *args):
+        """Start a listener on `host` (probe.py arguments)."""
+        probe = Probe(self, host, os.path.join(self.log_dir, f'probe_{host}.jsonl'), *args)
+        self.probes.append(probe)
+        return probe
+
+    def pid(self, host, name):
+        """Return the pid of node `name` on `host`."""
+        return self.groups[host].procs[name].pid
+
+    def close(self):
+        """Stop every process (SIGINT; all must exit 0) and remove the hosts."""
+        for probe in self.probes:
+            probe.stop()
+        codes = {}
+        try:
+            for host, group in self.groups.items():
+                codes.update({f'{host}/{k}': v for k, v in group.stop(timeout=20).items()})
+        finally:
+            self.hosts.close()
+        return codes
+
+
+def wait_for(predicate, timeout, period=0.1):
+    """Poll `predicate` until true or `timeout` seconds pass."""
+    end = time.time() + timeout
+    while time.time() < end:
+        if predicate():
+            return True
+        time.sleep(period)
+    return bool(predicate())
+
+
+def fused_with(records, modality):
+    """Return the outputs in which `modality` is present and fresh."""
+    return [r for r in records if r['modalities'].get(modality, [False, True])[0]
+            and not r['modalities'][modality][1]]
+
+
+def rss_mib(pid):
+    """Return a process's resident set size in MiB."""
+    with open(f'/proc/{pid}/status') as f:
+        return next(int(ln.split()[1]) for ln in f if ln.startswith('VmRSS:')) / 1024
+
+
+def assert_clean(codes, log_dir):
+    """Every node exited 0 without a traceback."""
+    for name, code in codes.items():
+        host, node = name.split('/', 1)
+        log = open(os.path.join(log_dir, host, f'{node}.log')).read()
+        assert code == 0, f'{name} exited {code}:\n{log[-3000:]}'
+        assert 'Traceback' not in log, f'{name}:\n{log[-3000:]}'
+
+
+# ---------------------------------------------------------------------- layout (a)
+@pytest.fixture(scope='module')
+def offload(tmp_path_factory):
+    """Start layout (a): the robot with mic, audio, transcription and fusion; vision offloaded."""
+    log_dir = str(tmp_path_factory.mktemp('layout_a'))
+    net = Network(['robot', 'offload'], log_dir)
+    try:
+        specs = graph_specs(transcribe=True)
+        mic, camera = drivers()
+        probe = net.probe('robot', '--fusion', '/fusion_output', '--embedding',
+                          '/vision/embedding', '--embedding', '/audio/embedding',
+                          '--diagnostics')
+        net.start('robot', specs['fusion_node'], specs['audio_encoder_node'],
+                  specs['transcription_node'], mic, camera)
+        net.start('offload', specs['vision_encoder_node'])
+        assert wait_for(lambda: fused_with(probe.records('fusion'), 'vision'), 120), \
+            'no output with vision from the offload host'
+        yield net, probe
+    except BaseException:
+        net.close()
+        raise
+    assert_clean(net.close(), log_dir)
+
+
+def test_layout_a_fuses_the_offload_hosts_vision(offload):
+    """Outputs on the robot carry vision from the offload host, with stamps and frames."""
+    net, probe = offload
+    wait_for(lambda: len(fused_with(probe.records('fusion'), 'vision')) > 20, 30)
+    outputs = probe.records('fusion')
+    embeddings = {(r['modality'], r['seq']): r for r in probe.records('embedding')}
+    vision_triggered = [r for r in outputs if r['trigger'] == 'vision']
+    assert vision_triggered
+    for out in vision_triggered[-5:]:
+        emb = embeddings[('vision', out['seq'])]
+        # The camera's capture stamp survives both hops: frame -> embedding -> output.
+        assert out['stamp'] == pytest.approx(emb['stamp'], abs=1e-6)
+        assert emb['frame_id'] == 'camera_optical_frame' and out['frame_id'] == 'base_link'
+        assert 0.0 < out['t'] - out['stamp'] < 2.0
+    audio = [r for r in probe.records('embedding') if r['modality'] == 'audio']
+    assert audio and audio[-1]['frame_id'] == 'microphone'
+    # The link carries the camera to the offload host, and only embeddings back.
+    traffic = net.hosts.counters('offload')
+    assert traffic['rx_bytes'] > 20 * traffic['tx_bytes'], traffic
+
+
+def test_layout_a_survives_a_5_s_link_drop(offload):
+    """Audio outputs go on, vision turns stale with its reason, then comes back."""
+    net, probe = offload
+    pids = {'fusion': net.pid('robot', 'fusion'),
+            'vision': net.pid('offload', 'vision_encoder')}
+    rss = {k: rss_mib(p) for k, p in pids.items()}
+    cut = time.time()
+    net.hosts.link('offload', False)
+    time.sleep(5.0)
+    net.hosts.link('offload', True)
+    back = time.time()
+    assert wait_for(lambda: any(r['t'] > back for r in fused_with(
+        probe.records('fusion'), 'vision')), 60), 'vision never came back'
+    recovered = min(r['t'] for r in fused_with(probe.records('fusion'), 'vision')
+                    if r['t'] > back) - back
+    print(f'vision contributes again {recovered:.2f} s after the link returned')
+    outputs = probe.records('fusion')
+    audio = [r['t'] for r in outputs if r['trigger'] == 'audio' and cut - 1 < r['t'] < back + 2]
+    gaps = [b - a for a, b in zip(audio, audio[1:])]
+    assert audio and max(gaps) < 0.5, f'audio-triggered outputs paused {max(gaps):.2f} s'
+    # Stale within vision's max_age (2 s) plus an audio hop, and /diagnostics says why.
+    stale = [r for r in outputs if cut + 2.0 + 0.2 < r['t'] < back
+             and r['modalities']['vision'][1]]
+    fresh = [r for r in outputs if cut + 2.0 + 0.2 < r['t'] < back
+             and not r['modalities']['vision'][1]]
+    assert stale and not fresh
+    reasons = [r for r in probe.records('diagnostics') if r['name'].endswith('fusion: input')
+               and cut < r['t'] < back + 1]
+    assert any('vision stale' in r['message'] and r['level'] == 1 and
+               r['values']['vision.state'].startswith('stale') for r in reasons), reasons[-3:]
+    # Nothing restarted, nothing grew.
+    assert net.pid('robot', 'fusion') == pids['fusion']
+    assert all(code is None for group in net.groups.values()
+               for code in group.alive().values())
+    assert recovered < 30.0
+    for key, pid in pids.items():
+        assert rss_mib(pid) - rss[key] < 15.0, (key, rss[key], rss_mib(pid))
+
+
+def test_clock_offsets_are_named_in_diagnostics(tmp_path):
+    """A publisher 2.5 s ahead, then one 1.5 s behind: WARN naming it and the offset."""
+    net = Network(['base', 'remote'], str(tmp_path))
+    try:
+        spec = graph_specs(transcribe=False)['fusion_node']
+        probe = net.probe('base', '--diagnostics', '--fusion', '/fusion_output')
+        net.start('base', spec)
+        for offset, way in ((2.5, 'ahead of'), (-1.5, 'behind')):
+            fake = subprocess.Popen(
+                net.prefix('remote') + [sys.executable, os.path.join(HERE, 'offset_encoder.py'),
+                                        '--offset', str(offset), '--name', 'skewed_encoder'],
+                env=net.env_for('remote'))
+            try:
+                def named():
+                    status = probe.fusion_status()
+                    return status is not None and f'clock of /skewed_encoder (vision) ' \
+                        f'{abs(offset):.2f} s {way}' in status['message'] and \
+                        status['level'] == 1
+                # Within the estimator's window (8 arrivals at 10 Hz) plus discovery.
+                assert wait_for(named, 40), probe.fusion_status()
+                estimate = float(probe.fusion_status()['values']['vision.clock_offset'])
+                assert estimate == pytest.approx(-offset, abs=0.05)
+            finally:
+                fake.send_signal(2)
+                fake.wait(10)
+            time.sleep(1.0)
+            # The next publisher starts afresh (a restarted encoder: seq back to 0).
+        log = open(os.path.join(str(tmp_path), 'base', 'fusion.log')).read()
+        assert 'chrony or PTP' in log
+    finally:
+        codes = net.close()
+    assert_clean(codes, str(tmp_path))
+
+
+# ---------------------------------------------------------------------- layout (b)
+def discovery_server(net, host):
+    """Start a Fast DDS discovery server on `host`; return (process, ROS_DISCOVERY_SERVER)."""
+    venv = os.environ['VIRTUAL_ENV']
+    address = f'{net.hosts.address[host]}:11811'
+    system = subprocess.run(['bash', '-c', 'command -v fastdds'], capture_output=True,
+                            text=True).stdout.strip()
+    env = net.env_for(host)
+    if system and not system.startswith(venv):  # a ROS install: its documented command
+        cmd = [system, 'discovery', '-i', '0', '-l', net.hosts.address[host], '-p', '11811']
+    else:
+        # The PyPI wheels ship the server binary without its library path (wheel defect):
+        # the libraries lie in the venv's lib/ and the wheels' .libs folders. Fast DDS 3
+        # (Kilted) takes the server command's index (42) first, as `fastdds discovery` does.
+        env['LD_LIBRARY_PATH'] = ':'.join(
+            [os.path.join(venv, 'lib')] +
+            glob.glob(os.path.join(venv, 'lib', 'python3*', 'site-packages', 'ros_fast*.libs')))
+        kilted = bool(glob.glob(os.path.join(venv, 'lib', 'libfastdds.so.3*')))
+        cmd = [os.path.join(venv, 'bin', 'fast-discovery-server')] + (['42'] if kilted else [])
+        cmd += ['-i', '0', '-l', net.hosts.address[host], '-p', '11811']
+    log = open(os.path.join(net.log_dir, 'discovery_server.log'), 'w')
+    proc = subprocess.Popen(net.prefix(host) + cmd, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    return proc, address
+
+
+@pytest.mark.parametrize('discovery', ['static_peers', 'discovery_server'])
+def test_layout_b_without_multicast(discovery, tmp_path):
+    """Encoders beside their sensors, fusion on a base host; no multicast on the network."""
+    names = ['mic', 'camera', 'base']
+    net = Network(names, str(tmp_path), multicast=False)
+    server = None
+    try:
+        if discovery == 'static_peers':
+            net.extra['ROS_STATIC_PEERS'] = ';'.join(net.hosts.address[n] for n in names)
+        else:
+            server, address = discovery_server(net, 'base')
+            net.extra['ROS_DISCOVERY_SERVER'] = address
+        specs = graph_specs(transcribe=False)
+        mic, camera = drivers()
+        probe = net.probe('base', '--fusion', '/fusion_output', '--embedding',
+                          '/vision/embedding', '--embedding', '/audio/embedding')
+        net.start('mic', mic, specs['audio_encoder_node'])
+        net.start('camera', camera, specs['vision_encoder_node'])
+        net.start('base', specs['fusion_node'])
+        assert wait_for(lambda: len(fused_with(fused_with(probe.records('fusion'), 'vision'),
+                                               'audio')) > 20, 120), \
+            f'no fused output on the base host with {discovery}'
+        embeddings = {(r['modality'], r['seq']): r for r in probe.records('embedding')}
+        for out in probe.records('fusion')[-20:]:
+            emb = embeddings.get((out['trigger'], out['seq']))
+            if emb is not None:
+                assert out['stamp'] == pytest.approx(emb['stamp'], abs=1e-6)
+                assert emb['frame_id'] == {'audio': 'microphone',
+                                           'vision': 'camera_optical_frame'}[emb['modality']]
+        # The base host receives embeddings only: far less than one camera frame (2.8 MB)
+        # a second.
+        before, t0 = net.hosts.counters('base'), time.time()
+        time.sleep(3.0)
+        rate = (net.hosts.counters('base')['rx_bytes'] - before['rx_bytes']) / (time.time() - t0)
+        assert rate < 1e6, f'the base host receives {rate / 1e6:.1f} MB/s'
+    finally:
+        try:
+            codes = net.close()
+        finally:
+            if server is not None:
+                server.terminate()
+                server.wait(10)
+    assert_clean(codes, str(tmp_path))
