@@ -19,10 +19,14 @@ the subnet (ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET, as on a robot), not localhost 
 Needs root (CAP_NET_ADMIN) and iproute2; `available()` says why not.
 """
 
+import json
 import os
 import shutil
 import subprocess
+import sys
 from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def available() -> str:
@@ -143,3 +147,96 @@ class Hosts:
         for ns in reversed(self._made):
             _ip('netns', 'del', ns, check=False)
         self._made = []
+
+
+class Probe:
+    """probe.py on a host; its JSON lines read back as records."""
+
+    def __init__(self, net, host, path, *args):
+        """Start the listener on `host`, writing to `path`."""
+        self.path = str(path)
+        self._out = open(self.path, 'w')
+        self.proc = subprocess.Popen(
+            net.prefix(host) + [sys.executable, os.path.join(HERE, 'probe.py'), *args],
+            env=net.env_for(host), stdout=self._out, stderr=subprocess.STDOUT)
+
+    def records(self, kind=None):
+        """Return every record so far (of `kind`: fusion, embedding or diagnostics)."""
+        out = []
+        with open(self.path) as f:
+            for line in f:
+                if line.startswith('{') and line.endswith('\n'):
+                    record = json.loads(line)
+                    if kind is None or record['kind'] == kind:
+                        out.append(record)
+        return out
+
+    def fusion_status(self, stage='input'):
+        """Return the fusion node's newest /diagnostics status of `stage`, or None."""
+        for r in reversed(self.records('diagnostics')):
+            if r['name'].endswith(f'fusion: {stage}'):
+                return r
+        return None
+
+    def stop(self):
+        """End the listener."""
+        self.proc.send_signal(2)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._out.close()
+
+
+class Network:
+    """Hosts, one ProcessGroup per host (its `ip netns exec` prefix and environment)."""
+
+    def __init__(self, names, log_dir, multicast=True, **env):
+        """Make the hosts; `env` adds variables to every process (discovery settings)."""
+        os.makedirs(log_dir, exist_ok=True)
+        self.hosts = Hosts(names, multicast)
+        self.log_dir = log_dir
+        self.extra = dict(env)
+        self.groups = {}
+        self.probes = []
+
+    def prefix(self, host):
+        """Return the command prefix of `host`."""
+        return self.hosts.prefix(host)
+
+    def env_for(self, host):
+        """Return the environment of a process on `host`."""
+        return self.hosts.env(**self.extra)
+
+    def start(self, host, *specs):
+        """Start node specs on `host` (late_fusion_ros.bringup NodeSpecs)."""
+        from late_fusion_ros.bringup.launcher import ProcessGroup
+        group = self.groups.get(host)
+        if group is None:
+            group = self.groups[host] = ProcessGroup(
+                env=self.env_for(host), log_dir=os.path.join(self.log_dir, host),
+                prefix=self.prefix(host))
+        for spec in specs:
+            group.start(spec)
+
+    def probe(self, host, *args):
+        """Start a listener on `host` (probe.py arguments)."""
+        probe = Probe(self, host, os.path.join(self.log_dir, f'probe_{host}.jsonl'), *args)
+        self.probes.append(probe)
+        return probe
+
+    def pid(self, host, name):
+        """Return the pid of node `name` on `host`."""
+        return self.groups[host].procs[name].pid
+
+    def close(self):
+        """Stop every process (SIGINT; all must exit 0) and remove the hosts."""
+        for probe in self.probes:
+            probe.stop()
+        codes = {}
+        try:
+            for host, group in self.groups.items():
+                codes.update({f'{host}/{k}': v for k, v in group.stop(timeout=20).items()})
+        finally:
+            self.hosts.close()
+        return codes
