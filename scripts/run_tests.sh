@@ -25,5 +25,6 @@ suite=(late_fusion_ros/test)
 for arg in "$@"; do
   [ -e "${arg%%::*}" ] && suite=()
 done
-exec python -m pytest -p no:cacheprovider -o junit_family=xunit2 \
+# -rs: every skip is listed with its reason at the end (none is silent).
+exec python -m pytest -p no:cacheprovider -o junit_family=xunit2 -rs \
   --junitxml="$lf_build/test-results.xml" "${suite[@]}" "$@"

@@ -49,6 +49,8 @@ command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox)
 command -v cmake >/dev/null || need_apt+=(cmake)
 command -v cc >/dev/null || need_apt+=(build-essential)
+# iproute2's `ip netns`: the multi-host tests make their own network namespaces (as root).
+command -v ip >/dev/null || need_apt+=(iproute2)
 # Debian's python3 ships without venv and without the headers the interface build needs.
 python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 python3 -c 'import os, sysconfig; assert os.path.exists(
