@@ -12,7 +12,8 @@ a lifecycle manager call) and prints one row per node:
 
 - configure and activate: the service round trip, and the node's own time in the
   transition (its /diagnostics `configure_seconds`, `activate_seconds`);
-- RSS unconfigured, after configure (model loaded) and after cleanup;
+- RSS unconfigured, after configure (model loaded), after a run (before cleanup) and after
+  cleanup;
 - CPU share of one core while inactive and while active, both with the streams running.
 
     python bench/bench_lifecycle.py [--seconds 10]
@@ -100,7 +101,9 @@ def main(argv=None):
     executor = spin_in_background(node)
     diag = collect_diagnostics(node)
     specs = node_specs(face=True, transcribe=True, managed=True)
-    group = ProcessGroup(log_dir=os.environ.get('BENCH_LOG_DIR'))
+    import tempfile
+    log_dir = os.environ.get('BENCH_LOG_DIR') or tempfile.mkdtemp(prefix='bench_lifecycle_')
+    group = ProcessGroup(log_dir=log_dir)
     try:
         group.start(NodeSpec('media_player_node', 'media_player',
                              parameters={'fps': 30.0}))
@@ -127,6 +130,7 @@ def main(argv=None):
         time.sleep(2.0)
         deactivated = cpu_shares(pids, args.seconds)
         for n in names:
+            rss[n]['before cleanup'] = rss_mib(pids[n])
             lifecycle.change(n, 'cleanup')
             assert lifecycle.state(n) == 'unconfigured'
         time.sleep(1.0)
@@ -141,16 +145,18 @@ def main(argv=None):
                 f"{trip[n]['activate'] * 1e3:.0f}",
                 f"{float(own.get('activate_seconds', 'nan')) * 1e3:.0f}",
                 f"{rss[n]['unconfigured']:.0f}", f"{rss[n]['configured']:.0f}",
-                f"{rss[n]['cleaned']:.0f}",
+                f"{rss[n]['before cleanup']:.0f}", f"{rss[n]['cleaned']:.0f}",
                 f'{100 * inactive[n]:.1f}', f'{100 * active[n]:.1f}',
                 f'{100 * deactivated[n]:.1f}'])
         table(f'managed nodes, media player 1280x720 rgb8 at 30 fps + 48 kHz stereo '
               f'(CPU over {args.seconds:.0f} s per state; % of one core)',
               ['node', 'configure s', '(in node)', 'activate ms', '(in node)',
-               'RSS unconf MiB', 'configured', 'after cleanup', 'CPU inactive %',
+               'RSS unconf MiB', 'configured', 'before cleanup', 'after cleanup',
+               'CPU inactive %',
                'active %', 'deactivated %'], rows)
         player = cpu_shares({'media_player': group.procs['media_player'].pid}, 3.0)
-        print(f"(media player: {100 * player['media_player']:.0f} % of a core)")
+        print(f"(media player: {100 * player['media_player']:.0f} % of a core; node logs in "
+              f'{log_dir})')
     finally:
         codes = group.stop()
         executor.shutdown()

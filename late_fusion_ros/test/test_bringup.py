@@ -252,3 +252,27 @@ def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
         assert len(params) == 1, cmd
         launched = yaml.safe_load(open(params[0]))
         assert launched == yaml.safe_load(open(write_parameters(spec, str(tmp_path))))
+
+
+def test_players_load_the_large_frames_profile_unless_dds_is_configured():
+    """bag_play and the media player use the 32 MiB segment profile, never over the user's."""
+    from late_fusion_ros.bringup.dds import profile_path, use_large_frames_profile
+    assert os.path.isfile(profile_path())
+    with open(profile_path()) as f:
+        assert '<segment_size>33554432</segment_size>' in f.read()
+    env = {}
+    assert use_large_frames_profile(env) == env
+    (name, path), = env.items()
+    # Fast DDS 3 (Kilted: rclpy 9) reads the new name, Fast DDS 2 (Jazzy: rclpy 7) the old one.
+    from ament_index_python.packages import get_package_share_directory
+    with open(os.path.join(get_package_share_directory('rclpy'), 'package.xml')) as f:
+        rclpy_major = int(re.search(r'<version>(\d+)\.', f.read())[1])
+    assert name == ('FASTDDS_DEFAULT_PROFILES_FILE' if rclpy_major >= 9
+                    else 'FASTRTPS_DEFAULT_PROFILES_FILE')
+    assert path == profile_path()
+    for user in ({'FASTDDS_DEFAULT_PROFILES_FILE': '/mine.xml'},
+                 {'FASTRTPS_DEFAULT_PROFILES_FILE': '/mine.xml'},
+                 {'FASTDDS_BUILTIN_TRANSPORTS': 'UDPv4'},
+                 {'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}):
+        env = dict(user)
+        assert use_large_frames_profile(env) == {} and env == user

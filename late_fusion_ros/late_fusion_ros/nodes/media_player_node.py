@@ -18,6 +18,7 @@ from rclpy.node import Node
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from ..bringup.dds import use_large_frames_profile
 from ..core.media import camera_frame, scenario, stereo
 from ..shared.lifecycle import spin_node
 from ..shared.messages import sec_to_stamp
@@ -161,6 +162,9 @@ class MediaPlayerNode(Node):
 
 def main(args=None):
     """Run the media player node."""
+    # It may publish camera frames and audio from one participant: without a larger
+    # shared-memory segment Fast DDS delays the audio behind the frames (bringup/dds.py).
+    use_large_frames_profile()
     spin_node(MediaPlayerNode, args)
 
 

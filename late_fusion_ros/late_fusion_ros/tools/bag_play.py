@@ -293,11 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--wait-for-subscribers', type=float, default=0.0, metavar='SECONDS',
                         help='first wait (at most this long) until every played topic has a '
                         'subscriber, so that nodes that just started miss nothing')
+    parser.add_argument('--default-dds', action='store_true',
+                        help="keep Fast DDS's default configuration instead of "
+                        'config/fastdds_large_frames.xml (a 32 MiB shared-memory segment, so '
+                        'that audio published beside camera frames is not delayed; not '
+                        'loaded anyway when FASTDDS_DEFAULT_PROFILES_FILE, '
+                        'FASTRTPS_DEFAULT_PROFILES_FILE or FASTDDS_BUILTIN_TRANSPORTS is set)')
     return parser
 
 
 def main(argv=None) -> int:
     """Play a bag once (or in a loop until Ctrl-C)."""
+    from ..bringup.dds import use_large_frames_profile
     from ..shared.lifecycle import spin_node
     ours, ros_argv = split_ros_args(sys.argv if argv is None else argv)
     args = build_parser().parse_args(ours)
@@ -330,6 +337,10 @@ def main(argv=None) -> int:
     def bag_play():
         nodes.append(BagPlayNode(args, reader, topics))
         return nodes[-1]
+    if not args.default_dds:
+        # Camera frames and audio from one participant: without a larger shared-memory
+        # segment Fast DDS delays the audio behind the frames (bringup/dds.py).
+        use_large_frames_profile()
     spin_node(bag_play, ros_argv)
     return 1 if not nodes or nodes[0].player.error else 0
 
