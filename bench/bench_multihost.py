@@ -36,6 +36,7 @@ from benchlib import pct, table
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, '..', 'late_fusion_ros', 'test'))
 import hosts  # noqa: E402, I202 - the tests' host harness, shared with this benchmark
+import numpy as np  # noqa: E402, I100
 
 MIC = {'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info'}
 CAMERA = '/camera/image_raw'
@@ -81,11 +82,22 @@ def cpu_seconds(pids):
 
 
 def latencies(records, since, until):
-    """Return {trigger: [seconds]} of fusion outputs (from the last sample) in a window."""
+    """
+    Return {trigger: [seconds]} of fusion outputs in a window, from their input's arrival.
+
+    Vision: from the frame's capture stamp. Audio: from the end of the microphone chunk
+    that completed the window (no node can publish earlier; the floor's audio counts from
+    its chunk's end too). Chunks lie on the sample clock that the first window starts.
+    """
     out = {'audio': [], 'vision': []}
+    windows = [r['stamp'] for r in records if r['kind'] == 'embedding'
+               and r['topic'] == '/audio/embedding']
+    anchor = min(windows) if windows else 0.0
     for r in records:
         if r['kind'] == 'fusion' and since <= r['t'] < until and r['trigger'] in out:
-            end = r['stamp'] + (WINDOW_S if r['trigger'] == 'audio' else 0.0)
+            end = r['stamp']
+            if r['trigger'] == 'audio':
+                end = anchor + np.ceil((end + WINDOW_S - anchor) / CHUNK_S - 1e-6) * CHUNK_S
             out[r['trigger']].append(r['t'] - end)
     return out
 
@@ -238,9 +250,9 @@ def main(argv=None):
     table('per host: link MB/s out / in, CPU % of one core (sum of its processes)',
           ['layout', 'host', 'tx MB/s', 'rx MB/s', 'CPU %'],
           [r for r in rows if not r[1].endswith('latency')])
-    table("capture -> output at the fusion host, ms p50 / p99 (audio from the window's last "
-          'sample), beside the raw rclpy floor over the same hops (same drivers and link, '
-          'measured just before the graph started)',
+    table('capture -> output at the fusion host, ms p50 / p99 (audio from the end of the chunk '
+          'completing the window), beside the raw rclpy floor over the same hops (same drivers '
+          'and link, measured just before the graph started)',
           ['layout', 'trigger', 'ours', 'floor', 'ours / floor'],
           [r for r in rows if r[1].endswith('latency')])
     if drops:
