@@ -52,6 +52,9 @@ ARGUMENTS = {
     'transcribe': ('true' if transcription_available() else 'false',
                    'Run the speech-to-text node (Whisper) and fuse what is said as the speech '
                    'modality (default: true when faster-whisper and its model are installed)'),
+    'nodes': ('all', 'Comma-separated nodes to start on this computer (audio_encoder, '
+              'vision_encoder, face_encoder, transcription, fusion); all: the whole graph. '
+              'Splits the graph across computers, e.g. nodes:=vision_encoder on a GPU box'),
     'managed': ('false', 'Start the nodes as lifecycle nodes, unconfigured, driven by launch '
                 '(autostart) or a lifecycle manager; false: plain nodes that configure and '
                 'activate themselves'),
@@ -91,7 +94,8 @@ def _nodes(context):
                        arg['params_file'], arg['use_sim_time'].lower() == 'true',
                        face=arg['face'].lower() == 'true',
                        transcribe=arg['transcribe'].lower() == 'true', namespace=namespace,
-                       managed=managed)
+                       managed=managed, only=None if arg['nodes'].strip() in ('', 'all') else
+                       [n.strip() for n in arg['nodes'].split(',') if n.strip()])
     remaps = context.launch_configurations.get('ros_remaps') or []
     launch_names = []
     for s in specs:

@@ -201,7 +201,9 @@ def _launched_nodes(args: dict):
      'audio_topic': '/mic/audio_stamped', 'audio_info_topic': '/mic/audio_info',
      'image_topic': '/camera/image_raw'},
     {'managed': 'true'},
-    {'managed': 'true', 'autostart': 'false', 'namespace': 'robot1', 'face': 'true'}])
+    {'managed': 'true', 'autostart': 'false', 'namespace': 'robot1', 'face': 'true'},
+    {'nodes': 'vision_encoder, face_encoder', 'face': 'true'},
+    {'nodes': 'audio_encoder,transcription,fusion', 'managed': 'true'}])
 def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
     """Executables, names, namespaces, remappings and resolved parameters are the same."""
     from late_fusion_ros.bringup import transcription_available
@@ -211,6 +213,7 @@ def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
     defaults = {'audio_topic': 'audio_stamped', 'audio_info_topic': 'audio_info',
                 'image_topic': 'image', 'namespace': '', 'face': 'false',
                 'use_sim_time': 'false', 'managed': 'false', 'autostart': 'true',
+                'nodes': 'all',
                 'transcribe': 'true' if transcription_available() else 'false'}
     a = {**defaults, **args}
     managed = a['managed'] == 'true'
@@ -218,7 +221,8 @@ def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
                        use_sim_time=a['use_sim_time'] == 'true', face=a['face'] == 'true',
                        transcribe=a['transcribe'] == 'true',
                        namespace=f"/{a['namespace']}" if a['namespace'] else '',
-                       managed=managed)
+                       managed=managed, only=None if a['nodes'] == 'all' else
+                       [n.strip() for n in a['nodes'].split(',')])
     assert [n.node_executable for n in nodes] == [s.executable for s in specs]
     # Managed: lifecycle nodes (their `autostart` parameter false, see the resolved files
     # below), driven by two launch event handlers each (configure, then activate) unless
@@ -239,8 +243,8 @@ def test_launch_file_starts_what_the_bringup_starts(launch_api, args, tmp_path):
             assert node.node_name == spec.fqn  # a LifecycleNode is addressed by its name
         elif EXECUTABLE_NODE_NAMES[spec.executable] == spec.name:
             assert not node.is_node_name_fully_specified()  # renamable by a remapping
-        else:
-            assert node.node_name == spec.fqn
+        else:  # before execute() an unset namespace reads as a placeholder
+            assert node.node_name.replace(Node.UNSPECIFIED_NODE_NAMESPACE, '') == spec.fqn
         assert (node.expanded_remapping_rules or []) == spec.remappings
         cmd = []
         for part in node.cmd:
@@ -276,3 +280,15 @@ def test_players_load_the_large_frames_profile_unless_dds_is_configured():
                  {'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}):
         env = dict(user)
         assert use_large_frames_profile(env) == {} and env == user
+
+
+def test_nodes_selects_roles_of_the_same_graph():
+    """`only` keeps the graph's wiring for the roles asked; an unknown role is an error."""
+    whole = {s.role: s for s in node_specs(face=True, transcribe=True)}
+    part = node_specs(face=True, transcribe=True, only=['fusion', 'vision_encoder'])
+    assert [s.role for s in part] == ['vision_encoder', 'fusion']
+    for spec in part:
+        assert spec.remappings == whole[spec.role].remappings
+        assert spec.parameters == whole[spec.role].parameters
+    with pytest.raises(ValueError, match='face_encoder'):
+        node_specs(only=['face_encoder'])

@@ -80,7 +80,8 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
                image_topic: str = 'image', params_file: Optional[str] = None,
                use_sim_time: bool = False, extra_params: Optional[Dict] = None,
                face: bool = False, transcribe: bool = False,
-               namespace: str = '', managed: bool = False) -> List[NodeSpec]:
+               namespace: str = '', managed: bool = False,
+               only: Optional[Sequence[str]] = None) -> List[NodeSpec]:
     """
     Return the nodes of late_fusion_ros wired onto the given driver topics.
 
@@ -95,7 +96,9 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
     with what happens to be installed. Relative topics resolve in `namespace`, as under
     `ros2 launch`. With `managed` every node starts unconfigured (its `autostart`
     parameter false) for a lifecycle manager, the launch file or `ros2 lifecycle` to drive;
-    otherwise each node configures and activates itself.
+    otherwise each node configures and activates itself. `only` keeps the nodes of those
+    roles (e.g. ['vision_encoder'] on a GPU computer, the rest on the robot): the graph is
+    the same, split across computers (ValueError for a role that is not in the graph).
     """
     files = [params_file or default_params_file()]
     params = {'use_sim_time': use_sim_time, **(extra_params or {})}
@@ -134,6 +137,12 @@ def node_specs(audio_topic: str = 'audio_stamped', audio_info_topic: str = 'audi
         spec.namespace = namespace
         if managed:
             spec.parameters['autostart'] = False
+    if only is not None:
+        unknown = sorted(set(only) - {s.role for s in specs})
+        if unknown:
+            raise ValueError(f'nodes {unknown} are not in this graph (its nodes: '
+                             f'{", ".join(s.role for s in specs)})')
+        specs = [s for s in specs if s.role in only]
     return specs
 
 
