@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 
+from conftest import RosHarness
 import hosts
 from hosts import Network
 from late_fusion_ros.bringup import node_specs, NodeSpec
@@ -34,6 +35,7 @@ import pytest
 
 pytestmark = [pytest.mark.integration, pytest.mark.multihost]
 HERE = hosts.HERE
+wait_for = RosHarness.wait_for
 REASON = hosts.available()
 if REASON:
     pytest.skip(f'multi-host tests need network namespaces: {REASON}',
@@ -58,16 +60,6 @@ def graph_specs(transcribe: bool):
     specs = node_specs(MIC['audio_topic'], MIC['audio_info_topic'], CAMERA,
                        transcribe=transcribe)
     return {s.executable: s for s in specs}
-
-
-def wait_for(predicate, timeout, period=0.1):
-    """Poll `predicate` until true or `timeout` seconds pass."""
-    end = time.time() + timeout
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(period)
-    return bool(predicate())
 
 
 def fused_with(records, modality):
