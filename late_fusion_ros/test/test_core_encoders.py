@@ -12,7 +12,8 @@ import logging
 from late_fusion_ros.core import media
 from late_fusion_ros.core.audio import AudioFramer
 from late_fusion_ros.core.encoders import make_audio_encoder, make_vision_encoder, select_device
-from late_fusion_ros.core.encoders.efficientnet import imagenet_class_names
+from late_fusion_ros.core.encoders.efficientnet import (_crop_plan, imagenet_class_names,
+                                                        ORT_TOLERANCE, resize_center_crop)
 import numpy as np
 import pytest
 
@@ -49,8 +50,14 @@ def face():
 
 @pytest.fixture(scope='module')
 def efficientnet():
-    """Load EfficientNet-Lite0 once."""
+    """Load EfficientNet-Lite0 once (ONNX Runtime on the CPU: the default)."""
     return make_vision_encoder('efficientnet_lite0', device='cpu', top_k=5)
+
+
+@pytest.fixture(scope='module')
+def efficientnet_torch():
+    """Load EfficientNet-Lite0 in PyTorch (what runs on CUDA)."""
+    return make_vision_encoder('efficientnet_lite0', device='cpu', top_k=5, runtime='torch')
 
 
 # ---------------------------------------------------------------- device selection
@@ -208,3 +215,83 @@ def test_efficientnet_sees_a_cat(efficientnet):
     out = efficientnet.encode(media.photo('chelsea'), stamp=12.5)
     assert imagenet_class_names().index(out.labels[0]) in CATS
     assert out.data.shape == (1280,)
+
+
+def _frames():
+    """Camera frames as drivers send them (720p, 480p, 1080p) and the photos themselves."""
+    return ([media.camera_frame(n) for n in ('astronaut', 'chelsea', 'coffee', 'rocket')]
+            + [media.camera_frame('coffee', 640, 480), media.camera_frame('rocket', 1920, 1080)]
+            + [media.photo(n) for n in ('astronaut', 'chelsea')])
+
+
+def test_efficientnet_runs_on_onnxruntime_as_in_pytorch(efficientnet, efficientnet_torch):
+    """Frame by frame, the ONNX Runtime outputs are PyTorch's within ORT_TOLERANCE."""
+    assert efficientnet.runtime == 'onnxruntime' and efficientnet_torch.runtime == 'torch'
+    for rgb in _frames():
+        a, b = efficientnet.encode(rgb), efficientnet_torch.encode(rgb)
+        # Measured: features 6e-6 (values up to ~3), probabilities 4e-7.
+        np.testing.assert_allclose(a.data, b.data, rtol=0, atol=ORT_TOLERANCE['features'])
+        np.testing.assert_allclose(a.scores, b.scores, rtol=0, atol=ORT_TOLERANCE['probs'])
+        assert a.labels == b.labels
+
+
+def test_efficientnet_batches_equal_single_frames(efficientnet, efficientnet_torch):
+    """A batch gives each frame's own outputs: bitwise on ONNX Runtime, 1e-5 in PyTorch."""
+    frames = _frames()
+    single = [efficientnet.encode(rgb) for rgb in frames]
+    for got, want in zip(efficientnet.encode_batch(frames), single):
+        assert np.array_equal(got.data, want.data) and got.labels == want.labels
+        assert np.array_equal(got.scores, want.scores)
+    for got, rgb in zip(efficientnet_torch.encode_batch(frames[:3]), frames):
+        want = efficientnet_torch.encode(rgb)
+        np.testing.assert_allclose(got.data, want.data, rtol=0, atol=1e-5)
+        assert got.labels == want.labels
+
+
+def test_onnx_export_is_cached_and_a_damaged_cache_is_redone(tmp_path):
+    """The export is written once; a cached file that cannot be loaded is exported again."""
+    first = make_vision_encoder('efficientnet_lite0', cache_dir=str(tmp_path))
+    cached = list(tmp_path.glob('efficientnet_lite0-*.onnx'))
+    assert len(cached) == 1 and first.runtime == 'onnxruntime'
+    rgb = media.camera_frame('chelsea')
+    want = first.encode(rgb)
+    cached[0].write_bytes(b'not an onnx model')
+    again = make_vision_encoder('efficientnet_lite0', cache_dir=str(tmp_path))
+    assert again.runtime == 'onnxruntime' and cached[0].stat().st_size > 1e6
+    assert np.array_equal(again.encode(rgb).data, want.data)
+
+
+def _full_resize_then_crop(rgb, size):
+    """Resize the whole frame (short side to size * 256/224), then crop: the reference."""
+    from PIL import Image
+    h, w = rgb.shape[:2]
+    scale = round(size * 256 / 224) / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return img[top:top + size, left:left + size]
+
+
+def test_centre_crop_resamples_only_the_crop_and_gives_the_same_pixels():
+    """
+    Pixel for pixel the full resize's crop, whatever the frame size.
+
+    Whether only the crop's part of the frame was resampled (720p, 1080p) or the whole.
+    """
+    rng = np.random.default_rng(3)
+    shapes = [(720, 1280), (1080, 1920), (480, 640), (300, 451), (97, 301), (500, 200),
+              (224, 224), (360, 640)]
+    frames = _frames() + [rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+                          for shape in shapes for _ in range(3)]
+    # A 1-level flip of one PIL coefficient shows in ~1 of 8,000 values: 20 more 720p frames.
+    frames += [rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8) for _ in range(20)]
+    for rgb in frames:
+        assert np.array_equal(resize_center_crop(rgb, 224), _full_resize_then_crop(rgb, 224))
+    # 1280x720 and 1920x1080 resample only the crop's part of the frame.
+    assert _crop_plan(720, 1280, 224)[0] == (256, 45, 1024, 675)
+    assert _crop_plan(1080, 1920, 224)[0] == (384, 0, 1536, 1080)
+    # A strided view (a padded message's rows) gives the same pixels as a copy.
+    padded = np.zeros((720, 1290, 3), np.uint8)
+    padded[:, :1280] = frames[0]
+    assert np.array_equal(resize_center_crop(padded[:, :1280], 224),
+                          resize_center_crop(frames[0], 224))

@@ -4,7 +4,7 @@
 
 from collections import Counter, deque
 import time
-from typing import Optional
+from typing import List, Optional
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding
@@ -193,14 +193,19 @@ class VisionEncoderNode(ManagedNode):
         """Return the core VisionEncoder this node runs."""
         return self._encoder
 
-    def convert(self, msg) -> Optional[np.ndarray]:
-        """Return an Image or CompressedImage as (H, W, 3) RGB, or None (rejected, counted)."""
+    def convert(self, msg, copy: bool = True) -> Optional[np.ndarray]:
+        """
+        Return an Image or CompressedImage as (H, W, 3) RGB, or None (rejected, counted).
+
+        `copy` False lets an rgb8 frame come back as a read-only view of `msg.data`
+        (fusion_offline: the encoder only reads it, while the message lives).
+        """
         try:
             if isinstance(msg, CompressedImage):
                 rgb = compressed_to_rgb(msg.format, msg.data, self._max_bytes)
                 self._stream = {'encoding': msg.format, 'bytes': len(msg.data)}
             else:
-                rgb = image_msg_to_rgb(msg, self._max_bytes)
+                rgb = image_msg_to_rgb(msg, self._max_bytes, copy=copy)
                 self._stream = {'encoding': msg.encoding, 'bytes': len(msg.data)}
             self._stream['resolution'] = f'{rgb.shape[1]}x{rgb.shape[0]}'
             return rgb
@@ -217,6 +222,18 @@ class VisionEncoderNode(ManagedNode):
         except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
             self._reject('encoder_error', f'{type(err).__name__}: {err}')
             return None
+
+    def run_model_batch(self, rgbs, stamps) -> List[Optional[EncoderOutput]]:
+        """
+        Encode RGB frames captured at `stamps` in one model run (fusion_offline's --batch).
+
+        If the batch fails, each frame is encoded on its own, so that only a frame that fails
+        by itself is counted and comes back None.
+        """
+        try:
+            return list(self._encoder.encode_batch(rgbs, stamps))
+        except Exception:  # noqa: BLE001 - find the frame that fails, count only it
+            return [self.run_model(rgb, stamp) for rgb, stamp in zip(rgbs, stamps)]
 
     def embedding(self, msg, out: EncoderOutput, processing_time: float) -> Embedding:
         """Return the Embedding of `out` for frame `msg` (in frame order: seq and period)."""

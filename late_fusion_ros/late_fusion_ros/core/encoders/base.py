@@ -4,7 +4,7 @@
 
 from dataclasses import dataclass, field
 import logging
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -91,6 +91,17 @@ class VisionEncoder:
     def encode(self, rgb: np.ndarray, stamp: Optional[float] = None) -> EncoderOutput:
         """Encode one (H, W, 3) uint8 RGB image captured at `stamp` (None: unknown)."""
         raise NotImplementedError
+
+    def encode_batch(self, rgbs: Sequence[np.ndarray],
+                     stamps: Optional[Sequence[Optional[float]]] = None) -> List[EncoderOutput]:
+        """
+        Encode several frames, in order; return one EncoderOutput each.
+
+        This default encodes them one by one; a model that takes a batch at once overrides
+        it (fusion_offline's --batch). A stateful encoder sees them in the order given.
+        """
+        stamps = [None] * len(rgbs) if stamps is None else stamps
+        return [self.encode(rgb, stamp=stamp) for rgb, stamp in zip(rgbs, stamps)]
 
     def reset(self) -> None:
         """Forget any state kept across frames."""

@@ -27,7 +27,7 @@ class SileroVadEncoder(AudioEncoder):
         import torch
         from importlib.metadata import version
         self._torch = torch
-        self._device = select_device(device)
+        self._device = self.device = select_device(device)
         # load_silero_vad reads the TorchScript file shipped inside the wheel: no download.
         self._model = silero_vad.load_silero_vad(onnx=False).to(self._device)
         self._model.eval()
