@@ -5,21 +5,27 @@ fusion_offline on a bag of real speech and photos, as a driver would have record
 
 The bag holds 48 kHz stereo espeak-ng speech and silence in 1024-frame AudioDataStamped
 chunks after a latched AudioInfo, and 640x480 rgb8 photos at 5 fps, each received a
-little after its capture. fusion_offline runs the real models: every window and frame
-is encoded and fused, timing fields follow the bag's receipt times, the output is
-byte-identical from run to run, re-fusing its own embeddings reproduces its outputs, a
-Humble sqlite3 bag gives the same outputs, and nothing of it appears on the ROS graph.
+little after its capture. fusion_offline runs the launch file's default graph with the
+real models (speech to text included): every window and frame is encoded and fused, what
+is said comes out as Transcripts and as the speech modality of the fused outputs, timing
+fields follow the bag's receipt times, the output is byte-identical from run to run
+whatever -j and --batch (and whether speech to text reuses the audio encoder's VAD or runs
+its own), re-fusing its own embeddings reproduces its outputs, a Humble sqlite3 bag gives
+the same outputs, and nothing of it appears on the ROS graph. Frames are read from the
+bag's bytes without rclpy: the parser is checked against rclpy's deserialization.
 """
 
 import os
 import subprocess
 
 from audio_common_msgs.msg import AudioDataStamped, AudioInfo
-from late_fusion_msgs.msg import Embedding, FusionOutput
+from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
 from late_fusion_ros.bringup import default_params_file, NodeSpec
 from late_fusion_ros.bringup.launcher import executable_path
-from late_fusion_ros.core.media import camera_frame, scenario, stereo
+from late_fusion_ros.core.media import camera_frame, scenario, SENTENCES, stereo
+from late_fusion_ros.core.transcription import wer
 from late_fusion_ros.tools.bag_io import BagReader, BagWriter
+from late_fusion_ros.tools.fusion_offline import image_from_cdr
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
@@ -30,6 +36,8 @@ pytestmark = pytest.mark.integration
 
 RATE, CHUNK, FPS = 48000, 1024, 5.0
 T0 = 1_700_000_000.0
+OUTPUTS = {'/fusion_output', '/audio/embedding', '/vision/embedding', '/speech/embedding',
+           '/speech/transcript'}
 
 
 def _stamp(msg, t):
@@ -129,24 +137,61 @@ def _header(message):
     return round(header_stamp(message[3]), 6)
 
 
+def _messages_of(bag, topic, cls):
+    return [deserialize_message(d, cls) for t, _, d in _read(bag) if t == topic]
+
+
 def test_every_window_and_frame_is_encoded_and_fused(run):
     """One audio output per 32 ms window of the whole recording, one vision per frame."""
     out = _read(run['out'])
     topics = {t for t, _, _ in out}
-    assert topics == {'/fusion_output', '/audio/embedding', '/vision/embedding'}, topics
+    assert topics == OUTPUTS, topics
     emb = {t: [deserialize_message(d, Embedding) for tt, _, d in out if tt == t]
-           for t in ('/audio/embedding', '/vision/embedding')}
+           for t in ('/audio/embedding', '/vision/embedding', '/speech/embedding')}
     outputs = [deserialize_message(d, FusionOutput) for t, _, d in out
                if t == '/fusion_output']
     windows = run['samples'] * 16000 // RATE // 512
     assert abs(len(emb['/audio/embedding']) - windows) <= 1, (len(emb['/audio/embedding']),
                                                               windows)
     assert len(emb['/vision/embedding']) == run['frames']
-    by_trigger = {m: sum(o.trigger_modality == m for o in outputs) for m in ('audio', 'vision')}
-    assert by_trigger == {'audio': len(emb['/audio/embedding']),
-                          'vision': len(emb['/vision/embedding'])}
+    by_trigger = {m: sum(o.trigger_modality == m for o in outputs)
+                  for m in ('audio', 'vision', 'speech')}
+    assert by_trigger == {m: len(emb[f'/{m}/embedding']) for m in by_trigger}
     assert 'silero_vad' in emb['/audio/embedding'][0].encoder_id
     assert len(emb['/vision/embedding'][0].data) == 1280
+
+
+def test_what_is_said_is_transcribed_and_fused(run):
+    """Transcripts of both sentences, and the speech modality in the fused outputs."""
+    said = _messages_of(run['out'], '/speech/transcript', Transcript)
+    finals = [m for m in said if m.final]
+    # 'speech silence speech': the first sentence ends in a pause, so it has its final; the
+    # bag ends while the second goes on, so it has stable partials only (as live: a stream
+    # that stops ends no utterance).
+    assert len(finals) == 1, [(m.final, m.text) for m in said]
+    assert wer(SENTENCES[0], finals[0].text) <= 0.25, finals[0].text
+    assert finals[0].model_id.startswith('faster-whisper/') and finals[0].words
+    assert all(m.processing_time.sec == m.processing_time.nanosec == 0 for m in said)
+    partials = [m for m in said if not m.final and m.utterance_id == finals[0].utterance_id + 1]
+    assert partials, [(m.final, m.text) for m in said]
+    assert set(partials[-1].text.lower().split()) <= set(SENTENCES[1].lower().split())
+    # The speech Embedding of every final and partial: phrase scores; 'robot' is named in
+    # the first sentence only.
+    speech = _messages_of(run['out'], '/speech/embedding', Embedding)
+    assert len(speech) == len(said)
+    assert speech[0].labels == ['addressed_to_robot', 'stop', 'come_here']
+    assert [s.seq for s in speech] == list(range(len(speech)))
+    assert all(s.processing_seconds == 0.0 for s in speech)
+    first = [s for s in speech if s.header.stamp == finals[0].header.stamp][-1]
+    assert first.scores[0] > 0.3 and max(speech[-1].scores) == 0.0
+    # Every output fuses the speech modality; after the first final they carry it.
+    outputs = _messages_of(run['out'], '/fusion_output', FusionOutput)
+    assert all([m.modality for m in o.modalities] == ['audio', 'vision', 'speech']
+               for o in outputs)
+    triggered = [o for o in outputs if o.trigger_modality == 'speech']
+    assert len(triggered) == len(speech)
+    assert outputs[-1].transcript.text == finals[-1].text
+    assert any(o.transcript.text == finals[0].text for o in outputs)
 
 
 def test_timing_fields_follow_the_bag(run):
@@ -160,6 +205,11 @@ def test_timing_fields_follow_the_bag(run):
             assert stamp == receipt
             assert m.capture_to_publish_latency == pytest.approx(
                 receipt * 1e-9 - _sec(m.header.stamp), abs=1e-6)
+        elif topic == '/speech/embedding':
+            m = deserialize_message(data, Embedding)
+            assert m.processing_seconds == 0.0
+            assert m.capture_to_publish_latency == pytest.approx(
+                stamp * 1e-9 - _sec(m.header.stamp), abs=1e-6)
         elif topic == '/fusion_output':
             m = deserialize_message(data, FusionOutput)
             assert m.arrival_to_publish_latency == 0.0
@@ -187,14 +237,26 @@ def test_speech_decided_speaking_and_silence_not(run):
     assert speech > 0.7 and silence > 0.9, (speech, silence)
 
 
-def test_byte_identical_from_run_to_run(run):
-    """A second run, one encoder thread instead of two: the same bytes, file for file."""
-    (run['root'] / 'b').mkdir()
-    _offline(run['bag'], run['root'] / 'b' / 'out', '-j', '1')
-    for name in sorted(os.listdir(run['out'])):
-        with open(run['out'] / name, 'rb') as a, open(run['root'] / 'b' / 'out' / name,
-                                                      'rb') as b:
-            assert a.read() == b.read(), name
+def _same_files(a, b):
+    names = sorted(os.listdir(a))
+    assert names == sorted(os.listdir(b))
+    for name in names:
+        with open(a / name, 'rb') as fa, open(b / name, 'rb') as fb:
+            assert fa.read() == fb.read(), name
+
+
+@pytest.mark.parametrize('name, args', [
+    ('one_thread', ['-j', '1']),  # every frame encoded in the reading thread
+    ('single_frames', ['-j', '2', '--batch', '1']),  # one frame per model run (default 4)
+    ('batches', ['-j', '2', '--batch', '3']),  # three frames per model run
+    # A transcription stream parameter that changes nothing here but keeps speech to text
+    # from reusing the audio encoder's VAD: it runs its own, on its own stream.
+    ('own_vad', ['-p', 'transcription:max_chunk_seconds:=9.0'])])
+def test_byte_identical_from_run_to_run(run, name, args):
+    """Another run with other threads, batches or VAD: the same bytes, file for file."""
+    (run['root'] / name).mkdir()
+    _offline(run['bag'], run['root'] / name / 'out', *args)
+    _same_files(run['out'], run['root'] / name / 'out')
 
 
 def test_refusing_its_own_embeddings_reproduces_its_outputs(run):
@@ -233,4 +295,38 @@ def test_a_humble_sqlite3_bag_gives_the_same_outputs(run, tmp_path):
 def test_nothing_of_it_appears_on_the_graph(run):
     """Its nodes live in a context with discovery off: the live graph never sees them."""
     assert 'fusion_visible' in run['seen']  # discovery works here
-    assert not {'fusion', 'audio_encoder', 'vision_encoder'} & run['seen'], run['seen']
+    assert not {'fusion', 'audio_encoder', 'vision_encoder', 'transcription'} & run['seen'], \
+        run['seen']
+
+
+def _image_cdr(frame_id, encoding, width, height, step, big_endian=0, stamp=(12, 345)):
+    msg = Image(height=height, width=width, encoding=encoding, step=step,
+                is_bigendian=big_endian, data=bytes(range(256)) * (step * height // 256 + 1))
+    msg.data = msg.data[:step * height]
+    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp
+    msg.header.frame_id = frame_id
+    return msg, serialize_message(msg)
+
+
+@pytest.mark.parametrize('frame_id, encoding, width, height, step', [
+    ('camera_optical_frame', 'rgb8', 64, 48, 192), ('', 'mono8', 7, 5, 8),
+    ('c', 'bgr8', 3, 2, 12), ('cam', 'yuv422_yuy2', 6, 4, 12), ('ab', 'rgb16', 5, 3, 32),
+    ('abcd', 'bayer_rggb8', 4, 4, 4)])
+def test_frames_are_read_from_the_bag_as_rclpy_reads_them(frame_id, encoding, width,
+                                                          height, step):
+    """The copy-free reader gives every field rclpy's deserialization gives."""
+    msg, data = _image_cdr(frame_id, encoding, width, height, step, big_endian=1)
+    got = image_from_cdr(data)
+    want = deserialize_message(data, Image)
+    assert got.header == want.header == msg.header
+    for field in ('height', 'width', 'encoding', 'is_bigendian', 'step'):
+        assert getattr(got, field) == getattr(want, field), field
+    assert bytes(got.data) == bytes(want.data)
+
+
+def test_frames_the_reader_cannot_read_go_to_rclpy():
+    """Big-endian CDR and bytes that do not add up: None, and rclpy deserializes."""
+    _, data = _image_cdr('cam', 'rgb8', 4, 2, 12)
+    assert image_from_cdr(data[:-1]) is None  # cut short
+    assert image_from_cdr(b'\x00\x00' + data[2:]) is None  # big-endian encapsulation
+    assert image_from_cdr(b'') is None

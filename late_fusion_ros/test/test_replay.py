@@ -10,6 +10,9 @@ Record a demo run, replay it through the running nodes on sim time, compare with
    FusionOutput and the nodes' /diagnostics, and fusion_monitor watches the graph.
 3. fusion_offline runs the same bag; its outputs are compared with the live replay's.
 
+The graph is the launch file's default one, so speech to text runs where it is installed
+(recorded, replayed and offline alike) and the speech modality is compared too.
+
 Tolerances, and why. Counts: every offline audio window has a live output within half a
 window (16 ms: a replay whose first chunks race the latched AudioInfo frames the stream
 from another chunk) or was skipped by the live node, which counts it (>= 95 %); live
@@ -22,6 +25,13 @@ decide the same for >= 90 % of audio and >= 75 % of vision triggers: offline an 
 takes no time; live the fusion sees a frame ~50-100 ms after it arrived, when a newer audio
 window may already have changed the decision (the speech has many short pauses), and a
 CPU-starved replay (these tests share two cores) fuses late audio that has gone stale.
+Speech: every offline final has a live final starting within 0.25 s, all but the first
+(whose first words a replay that began a chunk late may miss) with the same words, and
+the outputs triggered by the finals' speech Embeddings decide the same where the words
+are the same; partials may differ in number (the live node holds them by wall time and
+skips them when its decoder is behind; offline decodes what audio time makes due). For
+"the same inputs", the speech input is the same Embedding content (by sequence number in
+each run), since the partials and the final of an utterance share its stamp.
 """
 
 import os
@@ -32,9 +42,10 @@ import time
 
 from conftest import diagnostics, RosHarness
 from diagnostic_msgs.msg import DiagnosticArray
-from late_fusion_msgs.msg import FusionOutput
-from late_fusion_ros.bringup import node_specs, NodeSpec
+from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
+from late_fusion_ros.bringup import node_specs, NodeSpec, transcription_available
 from late_fusion_ros.bringup.launcher import executable_path, ProcessGroup
+from late_fusion_ros.core.transcription import wer
 from late_fusion_ros.tools.bag_io import BagReader
 import numpy as np
 import pytest
@@ -51,6 +62,8 @@ PLAYER = {'pattern': PATTERN, 'width': 640, 'height': 480, 'fps': 10.0,
 RECORD_SECONDS = 12.0
 INPUTS = ['/audio_stamped', '/audio_info', '/image']
 OUTPUTS = ['audio/embedding', 'vision/embedding', 'fusion_output']
+# The launch file's default: speech to text wherever faster-whisper and its model are.
+TRANSCRIBE = transcription_available()
 
 
 def _sec(stamp) -> float:
@@ -67,7 +80,7 @@ def recorded(tmp_path_factory):
     root = tmp_path_factory.mktemp('replay')
     bag = str(root / 'demo_bag')
     group = ProcessGroup(log_dir=str(root / 'record_logs'))
-    for spec in node_specs():
+    for spec in node_specs(transcribe=TRANSCRIBE):
         group.start(spec)
     rclpy.init()
     watch = RosHarness('replay_recording_watch')
@@ -99,7 +112,7 @@ def replayed(recorded):
     """Replay the bag's sensor topics through fresh nodes on sim time; collect outputs."""
     root = recorded['root']
     group = ProcessGroup(log_dir=str(root / 'replay_logs'))
-    for spec in node_specs(use_sim_time=True):
+    for spec in node_specs(use_sim_time=True, transcribe=TRANSCRIBE):
         group.start(spec)
     rclpy.init()
     ros = RosHarness('replay_collector')
@@ -107,8 +120,12 @@ def replayed(recorded):
     try:
         outputs = ros.collect(FusionOutput, 'fusion_output')
         diags = ros.collect(DiagnosticArray, '/diagnostics', 50)
+        speech = ros.collect(Embedding, 'speech/embedding')
+        said = ros.collect(Transcript, 'speech/transcript')
         assert ros.wait_for(lambda: ros.node.count_publishers('vision/embedding') > 0 and
-                            ros.node.count_publishers('audio/embedding') > 0, 120.0)
+                            ros.node.count_publishers('audio/embedding') > 0 and
+                            (not TRANSCRIBE or
+                             ros.node.count_publishers('speech/embedding') > 0), 120.0)
         monitor = subprocess.Popen([executable_path('fusion_monitor')],
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                    text=True)
@@ -131,25 +148,31 @@ def replayed(recorded):
         rclpy.try_shutdown()
     assert all(code == 0 for code in codes.values()), codes
     return {'outputs': [m for _, m in outputs], 'diags': [a for _, a in diags],
+            'speech': [m for _, m in speech], 'said': [m for _, m in said],
             'play': play.stdout, 'monitor': monitor_out}
 
 
 @pytest.fixture(scope='module')
 def offline(recorded):
-    """Run fusion_offline on the recorded bag; return its FusionOutputs."""
+    """Run fusion_offline on the recorded bag; return its FusionOutputs, speech, Transcripts."""
     out = str(recorded['root'] / 'offline_bag')
     run = _run([executable_path('fusion_offline'), recorded['bag'], out], timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
+    types = {'/fusion_output': FusionOutput, '/speech/embedding': Embedding,
+             '/speech/transcript': Transcript}
+    got = {topic: [] for topic in types}
     with BagReader(out) as reader:
-        outputs = [deserialize_message(data, FusionOutput)
-                   for _, _, _, data in reader.messages(['/fusion_output'])]
-    return {'outputs': outputs, 'log': run.stdout}
+        for topic, _, _, data in reader.messages(list(types)):
+            got[topic].append(deserialize_message(data, types[topic]))
+    return {'outputs': got['/fusion_output'], 'speech': got['/speech/embedding'],
+            'said': got['/speech/transcript'], 'log': run.stdout}
 
 
 def _progress(outputs, diags):
     """Return what grows while the replayed graph works: outputs and the nodes' counters."""
     counters = {'/audio_encoder': ('chunks', 'embeddings', 'pending', 'published'),
                 '/vision_encoder': ('received', 'encoded', 'dropped', 'published'),
+                '/transcription': ('decodes', 'finals', 'partials'),
                 '/fusion': ('audio.received', 'vision.received', 'published')}
     return len(outputs), tuple(diagnostics(diags, fqn).get(key) for fqn, keys in
                                counters.items() for key in keys)
@@ -178,10 +201,20 @@ def _key(stamp):
     return stamp.sec, stamp.nanosec
 
 
-def _inputs(msg):
-    """Return the inputs an output was fused from: each usable modality's input stamp."""
-    return tuple((s.modality, _key(s.stamp) if s.present and not s.stale else None)
+def _inputs(msg, speech):
+    """
+    Return the inputs an output was fused from: each usable modality's input stamp.
+
+    For speech also the scores of the Embedding fused (`speech`: seq -> scores in that
+    run): the partials and the final of an utterance share the utterance's stamp.
+    """
+    return tuple((s.modality, _key(s.stamp) if s.present and not s.stale else None,
+                  speech.get(s.seq) if s.modality == 'speech' and s.present else None)
                  for s in msg.modalities)
+
+
+def _scores_by_seq(embeddings):
+    return {m.seq: tuple(np.round(m.scores, 6)) for m in embeddings}
 
 
 def _pairs(replayed, offline, modality):
@@ -227,12 +260,52 @@ def test_live_replay_matches_offline_vision(replayed, offline):
     assert agree >= 0.75 * len(pairs), (agree, len(pairs))
 
 
+def _finals(run):
+    """Return [(final Transcript, the output its speech Embedding triggered)] of a run."""
+    out = []
+    for final in (m for m in run['said'] if m.final):
+        # The final's Embedding is the last one stamped at its utterance's start.
+        emb = [e for e in run['speech'] if e.header.stamp == final.header.stamp][-1]
+        fused = [o for o in run['outputs']
+                 if o.trigger_modality == 'speech' and o.trigger_seq == emb.seq]
+        out.append((final, fused[0] if fused else None))
+    return out
+
+
+@pytest.mark.skipif(not TRANSCRIBE, reason='faster-whisper or its model is not installed')
+def test_live_replay_matches_offline_speech(replayed, offline):
+    """The same finals, stamped alike, and their speech outputs decide the same."""
+    live, off = _finals(replayed), _finals(offline)
+    print('speech: live finals', [(round(_sec(f.header.stamp) % 100, 2), f.text) for f, _ in live])
+    print('        offline    ', [(round(_sec(f.header.stamp) % 100, 2), f.text) for f, _ in off])
+    print(f'        transcripts live {len(replayed["said"])}, offline {len(offline["said"])}')
+    assert off, offline['log']
+    assert len(live) == len(off)
+    same_words = 0
+    for k, (final, output) in enumerate(off):
+        match = [(f, o) for f, o in live
+                 if abs(_sec(f.header.stamp) - _sec(final.header.stamp)) <= 0.25]
+        assert len(match) == 1, (final.text, [f.text for f, _ in live])
+        live_final, live_output = match[0]
+        if wer(final.text, live_final.text) == 0.0:
+            same_words += 1
+            assert output is not None and live_output is not None
+            assert live_output.decision == output.decision, (final.text, live_output, output)
+        else:  # only the first, which a replay that began a chunk late may hear cut
+            assert k == 0, (final.text, live_final.text)
+    assert same_words >= len(off) - 1
+    # Every output fuses the speech modality alike in both runs.
+    assert all([m.modality for m in o.modalities] == ['audio', 'vision', 'speech']
+               for o in replayed['outputs'] + offline['outputs'])
+
+
 def test_same_inputs_same_decisions(replayed, offline):
     """Outputs fused from the same inputs (every modality's input stamp) decide the same."""
     same, agree = 0, 0
-    for modality in ('audio', 'vision'):
+    live_speech, off_speech = (_scores_by_seq(run['speech']) for run in (replayed, offline))
+    for modality in ('audio', 'vision', 'speech'):
         for a, b in _pairs(replayed, offline, modality)[2]:
-            if _inputs(a) == _inputs(b):
+            if _inputs(a, live_speech) == _inputs(b, off_speech):
                 same += 1
                 agree += a.decision == b.decision
     print(f'same inputs: {same} output pairs, decisions equal {agree}')
@@ -293,7 +366,8 @@ def test_monitor_saw_the_replayed_graph(replayed):
     # The seconds in which both encoders published (not the first ones, while the vision
     # model warms up and a starved replay's audio backlog comes in a burst); latency and
     # ages are signed: a CPU-starved node's sim clock can lag the bag's stamps.
-    both = [ln for ln in lines if re.search(r'in audio [\d.]+ vision [\d.]+ Hz', ln)]
+    both = [ln for ln in lines
+            if re.search(r'in audio [\d.]+ (speech [\d.]+ )?vision [\d.]+ Hz', ln)]
     assert both, lines
     for line in both:
         assert re.search(r'lat p50 -?[\d.]+ p99 -?[\d.]+ ms', line), line

@@ -121,6 +121,11 @@ class AudioEncoderNode(ManagedNode):
         """Return the resolved embedding topic."""
         return self._pub.topic_name
 
+    @property
+    def encoder(self):
+        """Return the core AudioEncoder this node runs."""
+        return self._encoder
+
     def encode_frame(self, frame: Frame, frame_id: str,
                      measure: bool = True) -> Optional[Embedding]:
         """

@@ -4,6 +4,7 @@
 
 from collections import Counter
 import time
+from typing import Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, Transcript, TranscriptWord
@@ -215,15 +216,8 @@ class TranscriptionNode(ManagedNode):
         frame, frame_id, generation = item
         if generation != self._input.stream.generation:
             return  # taken just before a format change: its stream is gone
-        restart = frame.restart or self._vad_reset
-        if restart:
-            self._vad_reset = False
-            self._vad.reset()
-        try:
-            prob = float(self._vad.encode(frame.samples).scores[0])
-        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-            self._input.reject('vad_error', f'{type(err).__name__}: {err}')
-            self._vad_reset = True
+        prob, restart = self.score_window(frame)
+        if prob is None:
             return
         if self._decoder.put((frame.samples, frame.stamp, prob, restart, frame_id)):
             self._counts['backlog_dropped_windows'] += 1
@@ -233,30 +227,19 @@ class TranscriptionNode(ManagedNode):
     def _decode(self, item):
         """Decode thread: take everything that waited, then segment and decode once."""
         decoder, transcriber = self._decoder, self._transcriber
-        self._feed(item)
+        self.feed(*item)
         while len(decoder):
             item = decoder.mailbox.get(timeout=0)
             if item is None:
                 break
-            self._feed(item)
+            self.feed(*item)
         skipped = transcriber.counts['partials_skipped']
-        try:
-            results = transcriber.process()
-        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
-            self._input.reject('decoder_error', f'{type(err).__name__}: {err}')
-            return
+        results = self.transcribe_due()
         if transcriber.counts['partials_skipped'] > skipped:
             self._behind_until = time.monotonic() + _BEHIND_HOLD_SECONDS
         for result in results:
             if not decoder.stopping:  # cleanup may have begun during the decode
                 self._publish(result)
-
-    def _feed(self, item):
-        samples, stamp, prob, restart, frame_id = item
-        if self._backlog_reset:
-            self._backlog_reset, restart = False, True
-        self._frame_id = frame_id
-        self._transcriber.push(samples, stamp, prob, restart)
 
     def _publish(self, result):
         if not result.final:
@@ -268,6 +251,86 @@ class TranscriptionNode(ManagedNode):
                 self._counts['partials_held'] += 1
                 return
             self._last_partial = now
+        if not self._transcript_pub.is_activated:
+            return  # inactive: nothing is published (and no seq used up)
+        msg, emb = self.messages(result)
+        self._transcript_pub.publish(msg)
+        self._counts['finals' if result.final else 'partials'] += 1
+        if emb is not None:
+            self._embedding_pub.publish(emb)
+
+    # ------------------------------------------------------------------ per window
+    # The two threads run these steps; fusion_offline runs the same ones on a bag, in
+    # stream order, with the decodes due after every window: what is decoded, and when, is
+    # then decided by audio time alone (no wall-clock hold of partials, none skipped).
+    @property
+    def audio_input(self) -> AudioInput:
+        """Return the microphone input (topics, stream, per-message steps)."""
+        return self._input
+
+    @property
+    def output_topic(self) -> str:
+        """Return the resolved topic of the speech Embeddings."""
+        return self._embedding_pub.topic_name
+
+    @property
+    def transcript_topic(self) -> str:
+        """Return the resolved topic of the Transcripts."""
+        return self._transcript_pub.topic_name
+
+    @property
+    def vad(self):
+        """Return the silero VAD encoder that scores the windows."""
+        return self._vad
+
+    def score_window(self, frame, prob: Optional[float] = None) -> Tuple[Optional[float], bool]:
+        """
+        VAD step: return (speech probability, restart) for one window, in stream order.
+
+        `restart` is True when the stream broke before this window (the VAD's context is
+        reset then). A probability of None means the VAD failed (counted). `prob` given:
+        that window's score from an identical silero VAD fed the identical stream (the
+        audio encoder's, in fusion_offline), which is then not run twice.
+        """
+        restart = frame.restart or self._vad_reset
+        if restart:
+            self._vad_reset = False
+            if prob is None:
+                self._vad.reset()
+        if prob is not None:
+            return float(prob), restart
+        try:
+            return float(self._vad.encode(frame.samples).scores[0]), restart
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._input.reject('vad_error', f'{type(err).__name__}: {err}')
+            self._vad_reset = True
+            return None, restart
+
+    def feed(self, samples, stamp: float, prob: float, restart: bool, frame_id: str) -> None:
+        """Decode step 1: hand one scored window to the streaming transcriber (segmenting)."""
+        if self._backlog_reset:
+            self._backlog_reset, restart = False, True
+        self._frame_id = frame_id
+        self._transcriber.push(samples, stamp, prob, restart)
+
+    def transcribe_due(self) -> list:
+        """Decode step 2: run the decodes that are due; return their results, oldest first."""
+        try:
+            return self._transcriber.process()
+        except Exception as err:  # noqa: BLE001 - a model failure must not stop the node
+            self._input.reject('decoder_error', f'{type(err).__name__}: {err}')
+            return []
+
+    def messages(self, result,
+                 measure: bool = True) -> Tuple[Transcript, Optional[Embedding]]:
+        """
+        Return the Transcript of one result and its speech Embedding (or None).
+
+        The Embedding, None for a partial with partial_embeddings false, takes the next
+        sequence number. `measure` False (fusion_offline) reports a processing time of 0
+        in both: an offline run must not depend on wall time.
+        """
+        processing = result.processing_time if measure else 0.0
         msg = Transcript(utterance_id=result.utterance_id, final=result.final,
                          text=result.text, language=result.language or self._language,
                          language_probability=float(result.language_probability),
@@ -275,24 +338,20 @@ class TranscriptionNode(ManagedNode):
         msg.header.stamp = sec_to_stamp(result.start)
         msg.header.frame_id = self._frame_id
         msg.end = sec_to_stamp(result.end)
-        msg.processing_time = sec_to_duration(result.processing_time)
+        msg.processing_time = sec_to_duration(processing)
         msg.words = [TranscriptWord(word=w.text.strip(), start=sec_to_stamp(w.start),
                                     end=sec_to_stamp(w.end), probability=float(w.probability))
                      for w in result.words]
-        if not self._transcript_pub.is_activated:
-            return  # inactive: nothing is published
-        self._transcript_pub.publish(msg)
-        self._counts['finals' if result.final else 'partials'] += 1
         if not (result.final or self._partial_embeddings):
-            return
+            return msg, None
         scores = np.asarray(self._phrases.scores(
             [ScoredWord(w.text, w.probability) for w in result.words]), np.float32)
         out = EncoderOutput(data=scores.copy(), labels=list(self._phrases.labels),
                             scores=scores)
-        self._embedding_pub.publish(embedding_msg(
-            out, self._modality, self._model_id, self._seq, msg.header.stamp, self._frame_id,
-            max(0.0, result.end - result.start), result.processing_time))
+        emb = embedding_msg(out, self._modality, self._model_id, self._seq, msg.header.stamp,
+                            self._frame_id, max(0.0, result.end - result.start), processing)
         self._seq += 1
+        return msg, emb
 
     # ------------------------------------------------------------------ diagnostics
     def _diagnostics(self):
