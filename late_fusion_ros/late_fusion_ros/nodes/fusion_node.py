@@ -3,6 +3,8 @@
 """Fusion node: one plain subscription per modality, a fused output on every arrival."""
 
 from collections import deque
+from functools import partial
+import struct
 import threading
 import time
 from typing import Dict, List, Optional
@@ -11,7 +13,9 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from late_fusion_msgs.msg import Embedding, FusionOutput, ModalityState, Transcript
 import numpy as np
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.serialization import deserialize_message
 
+from .fusion_wire import FusionOutputWriter, parse_embedding
 from ..core.clock_offset import ClockOffsetEstimator
 from ..core.fusion import (EmbeddingInput, FusionConfig, FusionEngine, FusionResult, make_strategy,
                            ModalityConfig, STRATEGIES)
@@ -119,6 +123,12 @@ class FusionNode(ManagedNode):
     at once even when the last camera embedding is old or missing. The ROS-free
     FusionEngine keeps per-modality state and recomputes only the arriving modality's
     contribution. Publishes `fusion_output` (FusionOutput) on every accepted arrival.
+
+    On that path the node takes the embeddings' serialized bytes and publishes the
+    output's bytes (fusion_wire): the same messages on the wire, at a fraction of the
+    Python work of the message API (bench_fusion_node.py, part 3). The message API stays
+    where it is needed: message_filters' synchroniser (policy sync), `fuse()` for
+    fusion_offline, and an Embedding in an encoding fusion_wire does not read.
     """
 
     # Measured in bench_fusion_node.py (part 3): with the EventsExecutor this node takes
@@ -194,6 +204,11 @@ class FusionNode(ManagedNode):
         self._engine = FusionEngine(self._config_from({}))
         self._pub = self.lifecycle_publisher(FusionOutput, 'fusion_output', EMBEDDING_QOS)
         self._out = FusionOutput()  # filled in place for every output (fusion_output_msg)
+        # The raw path's serializer: a new output shape is laid out from the message API's
+        # FusionOutput of it, so both give the same bytes.
+        self._writer = FusionOutputWriter(
+            lambda fused, frame_id, transcript: fusion_output_msg(fused, frame_id, 0.0,
+                                                                  transcript))
         # What was said last: every output carries the latest final transcript, so that a
         # planner reads one topic.
         self._transcript = Transcript()
@@ -229,10 +244,11 @@ class FusionNode(ManagedNode):
         else:
             # One plain subscription per modality: no arrival ever waits for another one.
             # Without message_filters, policy 'sync' is the engine's tested equivalent.
+            # Raw: the callback gets the serialized Embedding and reads it with fusion_wire.
             self._subscriptions_made = [self.create_subscription(
-                Embedding, f'{name}/embedding',
-                lambda msg, name=name: self._on_embedding(name, msg), EMBEDDING_QOS,
-                qos_overriding_options=qos_override()) for name in self._names]
+                Embedding, f'{name}/embedding', partial(self._on_serialized, name),
+                EMBEDDING_QOS, qos_overriding_options=qos_override(), raw=True)
+                for name in self._names]
         # Finals are few and each matters: a plain reliable subscription; transcription_node
         # publishes it as `speech/transcript` at launch.
         self._subscriptions_made.append(self.create_subscription(
@@ -341,22 +357,36 @@ class FusionNode(ManagedNode):
 
         Returns the FusionOutput to publish, or None when the input was rejected or dropped
         (logged, throttled, and counted) or produced no output (rate limit, sync set not
-        complete). The subscription callbacks and fusion_offline both fuse through here.
+        complete). The message API's way in, for message_filters and fusion_offline; the
+        node's own subscriptions take the serialized bytes (`_on_serialized`), through the
+        same checks and engine.
         """
         # Refused before the array is copied out of the message: a 10^7-float Embedding
         # must not cost the node its memory (the topic's slot counts it).
-        if len(msg.data) > self._max_size or len(msg.scores) > self._max_size:
-            self._engine.count(name, 'too_large', 'rejected')
-            self._bad.warn((name, 'too_large'), f'rejected {name} embedding seq {msg.seq} '
-                           f'(too_large): {max(len(msg.data), len(msg.scores))} values > '
-                           f'max_embedding_size {self._max_size}')
+        if self._too_large(name, msg.seq, len(msg.data), len(msg.scores)):
             return None
-        inp = embedding_to_input(msg)
+        fused = self._update(name, embedding_to_input(msg), now)
+        if fused is None:
+            return None
+        return fusion_output_msg(fused, self._frame_id, now, self._transcript, self._out)
+
+    def _too_large(self, name: str, seq: int, size: int, scores: int) -> bool:
+        """Count and log an input above max_embedding_size; return whether it is one."""
+        if size <= self._max_size and scores <= self._max_size:
+            return False
+        self._engine.count(name, 'too_large', 'rejected')
+        self._bad.warn((name, 'too_large'), f'rejected {name} embedding seq {seq} '
+                       f'(too_large): {max(size, scores)} values > max_embedding_size '
+                       f'{self._max_size}')
+        return True
+
+    def _update(self, name: str, inp: EmbeddingInput, now: float) -> Optional[FusionResult]:
+        """Hand one input to the engine; return the result to publish, or None (counted)."""
         try:
             with self._lock:
                 result = self._engine.update(inp, now, arrived_on=name)
         except Exception as err:  # noqa: BLE001 - one bad arrival must not stop fusion
-            self._bad.warn((name, 'engine_error'), f'{name} embedding seq {msg.seq} could not '
+            self._bad.warn((name, 'engine_error'), f'{name} embedding seq {inp.seq} could not '
                            f'be fused: {type(err).__name__}: {err}')
             return None
         if result.reset:
@@ -365,32 +395,76 @@ class FusionNode(ManagedNode):
                                    'all modality state reset')
         if not result.accepted:
             self._bad.warn((name, result.reason),
-                           f'rejected {name} embedding seq {msg.seq} (modality '
+                           f'rejected {name} embedding seq {inp.seq} (modality '
                            f"'{inp.modality}'): {result.reason}")
             return None
-        if result.output is None:
-            return None
-        return fusion_output_msg(result.output, self._frame_id, now, self._transcript,
-                                 self._out)
+        return result.output
 
     def _on_transcript(self, msg: Transcript):
         if msg.final:  # partials stay on the transcript topic
             self._transcript = msg
 
-    def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
-                      publish: bool = True):
-        entry = time.perf_counter() if entry is None else entry
-        now = now_sec(self)
-        if now <= 0.0 and stamp_to_sec(msg.header.stamp) - now > self._engine.future_limit(name):
+    def _arrived(self, name: str, seq: int, stamp: float, latency: float, now: float) -> bool:
+        """
+        Take note of an arrival before it is fused; return False when it is dropped.
+
+        `latency` is the Embedding's capture_to_publish_latency, for the clock offset.
+        """
+        if now <= 0.0 and stamp - now > self._engine.future_limit(name):
             # use_sim_time and no /clock yet: an encoder that got /clock first stamps far
             # ahead of this node's 0. Dropped and counted, not refused as from the future.
             self._engine.count(name, 'clock_not_started', 'dropped')
             self._bad.warn((name, 'clock_not_started'), f'dropped {name} embedding seq '
-                           f'{msg.seq}: use_sim_time and no /clock received yet')
-            return
+                           f'{seq}: use_sim_time and no /clock received yet')
+            return False
         # The publisher's clock against ours (core.clock_offset): reported, never corrected.
-        self._clocks[name].add(now - stamp_to_sec(msg.header.stamp),
-                               msg.capture_to_publish_latency)
+        self._clocks[name].add(now - stamp, latency)
+        return True
+
+    def _on_serialized(self, name: str, data: bytes):
+        """Fuse a serialized Embedding and publish the output's bytes (the async path)."""
+        entry = time.perf_counter()
+        now = now_sec(self)
+        try:
+            parsed = parse_embedding(data)
+        except (ValueError, struct.error) as err:  # it ends early: not an Embedding
+            self._engine.count(name, 'malformed', 'rejected')
+            self._bad.warn((name, 'malformed'), f'rejected {name} embedding of {len(data)} '
+                           f'bytes (malformed): {err}')
+            return
+        if parsed is None:  # an encoding fusion_wire does not read: the message API does
+            try:
+                msg = deserialize_message(data, Embedding)
+            except Exception as err:  # noqa: BLE001 - one bad arrival must not stop fusion
+                self._engine.count(name, 'malformed', 'rejected')
+                self._bad.warn((name, 'malformed'), f'rejected {name} embedding of '
+                               f'{len(data)} bytes (malformed): {err}')
+                return
+            self._on_embedding(name, msg, entry)
+            return
+        inp, latency = parsed
+        if not self._arrived(name, inp.seq, inp.stamp, latency, now) or \
+                self._too_large(name, inp.seq, inp.data.size, inp.scores.size):
+            return
+        fused = self._update(name, inp, now)
+        if fused is None:
+            return
+        # One clock read per arrival: the node clock at entry plus the time spent since.
+        spent = time.perf_counter() - entry
+        latency = now - fused.stamp + spent
+        self._pub.publish(self._writer.write(fused, self._frame_id, self._transcript,
+                                             latency, spent))
+        self._published += 1
+        self._latencies.append(latency)
+
+    def _on_embedding(self, name: str, msg: Embedding, entry: Optional[float] = None,
+                      publish: bool = True):
+        """Fuse an Embedding message and publish the FusionOutput message (message API)."""
+        entry = time.perf_counter() if entry is None else entry
+        now = now_sec(self)
+        if not self._arrived(name, msg.seq, stamp_to_sec(msg.header.stamp),
+                             msg.capture_to_publish_latency, now):
+            return
         out = self.fuse(name, msg, now)
         if out is None or not publish:
             return

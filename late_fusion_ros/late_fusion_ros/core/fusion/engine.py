@@ -124,6 +124,21 @@ class ModalityReports(Sequence):
         """Return the number of configured modalities."""
         return len(self._names)
 
+    @property
+    def names(self) -> Sequence[str]:
+        """Return the modality names, in report order."""
+        return self._names
+
+    def columns(self) -> tuple:
+        """
+        Return the snapshot arrays (present, stale, stamp, ahead, weight, seq, counts).
+
+        For a reader of every report at once (the fusion node's serializer): one value per
+        modality in each, counts as rows received, rejected, dropped; ahead is -age. Where
+        present is False the reports say 0 for stamp, age, weight and seq. Read only.
+        """
+        return self._cols
+
     def __getitem__(self, i):
         """Return the ModalityReport of modality `i` (a list of them for a slice)."""
         if isinstance(i, slice):
