@@ -246,6 +246,14 @@ class OfflineGraph:
             node.destroy_node()
 
 
+def _lower_priority(increment: int) -> None:
+    from ..core.handover import lower_thread_priority
+    try:
+        lower_thread_priority(increment)
+    except OSError:  # the system refused: the thread keeps its priority, nothing else changes
+        pass
+
+
 def shares_vad(audio, transcription) -> bool:
     """
     Return True when `transcription` hears exactly the windows and VAD scores of `audio`.
@@ -346,10 +354,18 @@ class OfflineRun:
         self.source = source
         self._jobs = max(1, jobs)
         self._batch = max(1, batch)
-        self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix='offline_encoder') \
+        # The threads run at the nice values the live nodes give their model threads
+        # (model_nice, decode_nice): the vision model and Whisper share the CPU as they do
+        # live, below this thread, which reads the bag and feeds them both.
+        vision = [n for n in graph.nodes if isinstance(n, VisionEncoderNode)]
+        nice = max([n.get_parameter('model_nice').value for n in vision], default=0)
+        self._pool = ThreadPoolExecutor(self._jobs, thread_name_prefix='offline_encoder',
+                                        initializer=_lower_priority, initargs=(nice,)) \
             if self._jobs > 1 else None
         # Speech to text keeps its order: one thread, the decodes in stream order.
-        self._speech_pool = ThreadPoolExecutor(1, thread_name_prefix='offline_speech') \
+        nice = max([n.get_parameter('decode_nice').value for n in self._speech], default=0)
+        self._speech_pool = ThreadPoolExecutor(1, thread_name_prefix='offline_speech',
+                                               initializer=_lower_priority, initargs=(nice,)) \
             if self._speech and source == 'raw' else None
         # Frames (batches) handed to the encoder threads and not finished yet: beyond this
         # many the reader waits, so that only a few frames are in memory at once.
