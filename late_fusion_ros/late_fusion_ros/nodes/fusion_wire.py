@@ -342,7 +342,10 @@ class FusionOutputWriter:
         i = shape.stamp
         a[i], a[i + 1] = _stamp(fused.stamp)
         a[shape.seq] = fused.trigger_seq
-        a[shape.scores] = np.asarray(fused.scores, _F32).tobytes()
+        scores = fused.scores
+        if type(scores) is not np.ndarray or scores.dtype is not _F32:
+            scores = np.asarray(scores, _F32)  # as the message API rounds them
+        a[shape.scores] = scores.tobytes()
         i = shape.confidence
         a[i], a[i + 1] = float(fused.confidence), bool(fused.valid)
         i = shape.latency

@@ -303,16 +303,15 @@ class SpeakingToRobot(Strategy):
     def project(self, inp):
         """Return the input's cue logit, or None when it carries no cue."""
         p = self.params
-        labels = list(inp.labels)
-
-        def score(label, default=None):
-            return float(inp.scores[labels.index(label)]) if label in labels else default
-        if inp.modality == p['audio'] and p['speech'] in labels:
-            prob = score(p['speech'])
-        elif inp.modality == p['vision'] and p['mouth_moving'] in labels:
-            prob = score(p['mouth_moving']) * score(p['face'], 1.0)
-        elif inp.modality == p['speech_modality'] and score(p['addressed'], 0.0) > 0.5:
-            prob = score(p['addressed'])
+        labels, scores, modality = list(inp.labels), inp.scores, inp.modality
+        if modality == p['audio'] and p['speech'] in labels:
+            prob = float(scores[labels.index(p['speech'])])
+        elif modality == p['vision'] and p['mouth_moving'] in labels:
+            prob = float(scores[labels.index(p['mouth_moving'])]) * (
+                float(scores[labels.index(p['face'])]) if p['face'] in labels else 1.0)
+        elif modality == p['speech_modality'] and p['addressed'] in labels and \
+                float(scores[labels.index(p['addressed'])]) > 0.5:
+            prob = float(scores[labels.index(p['addressed'])])
         else:
             return None
         return _logit_scalar(prob, float(p['eps']))
@@ -333,7 +332,9 @@ class SpeakingToRobot(Strategy):
         if not count:
             return None
         # reliability is 0 for a modality that is not fresh, the cue 0 where there is none.
-        z = float(reliability @ self._cue)
+        # (np.dot: the same inner loop and sum as @, without the gufunc machinery that
+        # costs a cold arrival ~10 us more.)
+        z = float(np.dot(reliability, self._cue))
         prob = _sigmoid_scalar(z)  # prior up to 1000 makes |z| far exceed exp's range
         confidence = max(prob, 1.0 - prob)
         if count < 2:
