@@ -3,11 +3,15 @@
 """
 Benchmark of fusion_node over real DDS: ours (async) against the sync baseline and the floor.
 
-Three processes run side by side in one run, each on its own topics:
+The targets run side by side in one run, each process on its own topics:
   floor  a minimal rclpy relay (Embedding in -> the same Embedding out, SingleThreadedExecutor),
          started from this file with --relay: the raw rclpy publish/subscribe floor;
   async  fusion_node with policy async (ours: fuse on every arrival);
-  sync   fusion_node with policy sync (ApproximateTimeSynchronizer-like baseline, slop 0.1 s).
+  sync   fusion_node with policy sync (ApproximateTimeSynchronizer-like baseline, slop 0.1 s);
+  '_events': the same on rclpy.experimental.EventsExecutor; floor_bytes_events (part 3 only): a
+         relay that takes the serialized bytes and publishes them again (raw subscription,
+         publish(bytes)), no message conversion at all: what rclpy's executor and the
+         middleware alone cost per arrival, below any Python node that reads its messages.
 This driver process plays two encoders: audio/embedding at 31.25 Hz (dim 1, silero VAD
 output on espeak-ng speech) and vision/embedding at 10 Hz (dim 1280, EfficientNet-Lite0 on
 scikit-image photos), with jitter in the encoders' run times, and measures publish of the
@@ -17,11 +21,12 @@ Targets take turns in interleaved rounds so that machine noise hits all of them 
 
 Parts: (1) latency, outputs/s, the node's arrival_to_publish_latency, age of each modality's
 information in the outputs; (2) a slow camera: vision stops for 3 s, longest time without
-any output; (3) sustained audio rates 100-2000 Hz, ours against the floor: lost outputs and
-latency trend; (4) fusion_node RSS before and after 100,000 arrivals.
+any output; (3) sustained audio rates 100-5000 Hz, ours against the floors: lost outputs,
+CPU per arrival and latency trend, and the highest rate each target took with under 0.1 %
+lost; (4) fusion_node RSS before and after 100,000 arrivals.
 
-    python bench/bench_fusion_node.py [--seconds 20] [--memory-arrivals 100000]
-    python bench/bench_fusion_node.py --relay   # the floor relay node itself
+    python bench/bench_fusion_node.py [--seconds 20] [--memory-arrivals 100000] [--parts 1,3]
+    python bench/bench_fusion_node.py --relay [--bytes]   # a floor relay node itself
 """
 
 import argparse
@@ -40,6 +45,10 @@ import numpy as np
 # '_events' runs the process on rclpy.experimental.EventsExecutor instead of the
 # SingleThreadedExecutor (spin_node's `executor` parameter), both spun with a bounded wait.
 TARGETS = ('floor', 'floor_events', 'async', 'async_events', 'sync')
+# Only in part 3 (sustained rates): the bytes-only relay, the lowest floor rclpy allows.
+EXTRA_TARGETS = ('floor_bytes_events',)
+ALL_TARGETS = TARGETS + EXTRA_TARGETS
+SUSTAINED = ('floor', 'floor_events', 'floor_bytes_events', 'async', 'async_events')
 MODS = ('audio', 'vision')
 AUDIO_HZ, VISION_HZ = 1.0 / 0.032, 10.0
 PHOTOS = ['astronaut', 'chelsea', 'coffee', 'rocket']
@@ -57,8 +66,13 @@ def ratio(a, b):
 
 # ---------------------------------------------------------------------- the floor relay
 
-def relay_main():
-    """Run the floor: subscribe audio/ and vision/embedding, republish each unchanged."""
+def relay_main(raw):
+    """
+    Run a floor: subscribe audio/ and vision/embedding, republish each unchanged.
+
+    With `raw`, the subscriptions deliver the serialized bytes and the same bytes are
+    published again: no message conversion either way.
+    """
     from late_fusion_msgs.msg import Embedding
     from late_fusion_ros.shared.lifecycle import spin_node
     from late_fusion_ros.shared.qos import EMBEDDING_QOS
@@ -72,7 +86,7 @@ def relay_main():
             pub = self.create_publisher(Embedding, 'relay_output', EMBEDDING_QOS)
             for name in MODS:
                 self.create_subscription(Embedding, f'{name}/embedding', pub.publish,
-                                         EMBEDDING_QOS)
+                                         EMBEDDING_QOS, raw=raw)
 
     spin_node(Relay, sys.argv)
 
@@ -152,15 +166,16 @@ def start_targets(log_dir):
     from late_fusion_ros.bringup import default_params_file, NodeSpec, ros_args
     from late_fusion_ros.bringup.launcher import ProcessGroup
     group = ProcessGroup(log_dir=log_dir)
-    for t in TARGETS:
+    for t in ALL_TARGETS:
         remaps = [(f'{m}/embedding', f'{t}/{m}/embedding') for m in MODS]
         params = {'executor': 'events' if t.endswith('_events') else 'single_threaded'}
         if t.startswith('floor'):
             spec = NodeSpec('relay', f'relay_{t}',
                             remaps + [('relay_output', f'{t}/relay_output')], [], params)
             log = open(os.path.join(log_dir, f'relay_{t}.log'), 'w')
+            mode = ['--relay'] + (['--bytes'] if t.startswith('floor_bytes') else [])
             group.procs[spec.name] = subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), '--relay'] + ros_args(spec),
+                [sys.executable, os.path.abspath(__file__)] + mode + ros_args(spec),
                 stdout=log, stderr=subprocess.STDOUT)
         else:
             # Renamed per target, each takes the package's `fusion` section (its role).
@@ -197,12 +212,12 @@ class Driver:
         self.pools = pools
         self.pubs = {t: {m: self.node.create_publisher(Embedding, f'{t}/{m}/embedding',
                                                        EMBEDDING_QOS) for m in MODS}
-                     for t in TARGETS}
-        self.seq = {t: dict.fromkeys(MODS, 0) for t in TARGETS}
-        self.pub_times = {t: {m: [] for m in MODS} for t in TARGETS}  # index = seq
-        self.outputs = {t: [] for t in TARGETS}
+                     for t in ALL_TARGETS}
+        self.seq = {t: dict.fromkeys(MODS, 0) for t in ALL_TARGETS}
+        self.pub_times = {t: {m: [] for m in MODS} for t in ALL_TARGETS}  # index = seq
+        self.outputs = {t: [] for t in ALL_TARGETS}
         self.out_topics = {}
-        for t in TARGETS:
+        for t in ALL_TARGETS:
             if t.startswith('floor'):
                 self.out_topics[t] = f'{t}/relay_output'
                 self.node.create_subscription(Embedding, self.out_topics[t],
@@ -241,8 +256,9 @@ class Driver:
             dead = {k: v for k, v in group.alive().items() if v is not None}
             if dead:
                 raise RuntimeError(f'node exited during start-up: {dead}')
-            if all(p.get_subscription_count() for t in TARGETS for p in self.pubs[t].values()) \
-                    and all(self.node.count_publishers(self.out_topics[t]) for t in TARGETS):
+            if all(p.get_subscription_count() for t in ALL_TARGETS
+                   for p in self.pubs[t].values()) \
+                    and all(self.node.count_publishers(self.out_topics[t]) for t in ALL_TARGETS):
                 return
             time.sleep(0.2)
         raise RuntimeError('nodes did not come up')
@@ -393,11 +409,11 @@ def part_stall(drv, rng):
 
 
 def part_sustained(drv, procs, rates, seconds):
-    """Part 3: stepwise audio rates (vision 10 Hz), ours against the floor relay."""
-    rows = []
+    """Part 3: stepwise audio rates (vision 10 Hz), ours against the floor relays."""
+    rows, losses = [], {t: [] for t in SUSTAINED}
     rng = np.random.default_rng(3)
     for rate in rates:
-        for t in ('floor', 'floor_events', 'async', 'async_events'):
+        for t in SUSTAINED:
             evs = events(seconds, rate, rng, jitter=False)
             floor = t.startswith('floor')
             pid = procs[f'relay_{t}' if floor else f'fusion_{t}'].pid
@@ -418,24 +434,36 @@ def part_sustained(drv, procs, rates, seconds):
             allat = ph.latencies('audio')
             node_got = (drv.arrivals(t) - arr0) if not floor else None
             node_lost = (drv.arrivals(t, 'lost') - lost0) if not floor else None
-            rows.append((rate, t, sent, f'{sent / span:.0f}', got, sent - got,
-                         f'{(sent - got) / max(1, sent):.1%}',
+            lost = (sent - got) / max(1, sent)
+            losses[t].append((rate, lost))
+            rows.append((rate, t, sent, f'{sent / span:.0f}', got, sent - got, f'{lost:.1%}',
                          '-' if node_got is None else node_got,
                          '-' if node_lost is None else node_lost,
                          ms(pct(first, 50)), ms(pct(last, 50)),
                          ratio(pct(last, 50), pct(first, 50)), ms(pct(allat, 99)),
-                         f'{(cpu1 - cpu0) / wall:.0%}', f'{own:.0%}'))
+                         f'{(cpu1 - cpu0) / wall:.0%}',
+                         f'{(cpu1 - cpu0) / max(1, sum(ph.sent.values())) * 1e6:.0f}',
+                         f'{own:.0%}'))
     table(f'(3) sustained audio rate (+ vision 10 Hz), {seconds:.0f} s per step: audio outputs '
           'lost and latency trend (p50 in the last second / first second; > 1 = backlog)',
           ['Hz', 'target', 'sent', 'sent/s', 'outputs', 'lost', 'lost %', 'node arrivals',
-           'node lost', 'p50 first s', 'p50 last s', 'trend', 'p99', 'node CPU', 'driver CPU'],
-          rows)
+           'node lost', 'p50 first s', 'p50 last s', 'trend', 'p99', 'node CPU',
+           'us/arrival', 'driver CPU'], rows)
+    held = {}
+    for t, steps in losses.items():
+        for rate, lost in steps:  # in the order run: increasing rates
+            if lost >= 0.001:
+                break
+            held[t] = f'{rate:.0f}/s'
+    print('  highest rate with under 0.1 % of the audio outputs lost, every lower rate too: ' +
+          ', '.join(f'{t} {held.get(t, "none")}' for t in SUSTAINED))
     print("  node arrivals: the fusion node's own count (audio + vision) from /diagnostics; "
           'sent - node arrivals were lost before its callback (reader queue of 50 full); '
           "node lost: what the node itself counted lost (gaps in the encoders' seq, its "
           '/diagnostics WARN)')
     print('  CPU = share of one core over the step and its drain (node: the target process; '
-          'driver: this process, which publishes and receives every message)')
+          'driver: this process, which publishes and receives every message); us/arrival = '
+          "the target process's CPU time per embedding sent to it, all its threads")
 
 
 def part_memory(drv, proc, arrivals, rate, rss_ready, cap=150.0):
@@ -478,19 +506,23 @@ def part_memory(drv, proc, arrivals, rate, rss_ready, cap=150.0):
 
 
 def main():
-    """Start the three targets, run the four parts, stop everything."""
+    """Start the targets, run the parts asked for, stop everything."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument('--relay', action='store_true', help='run the floor relay node')
+    parser.add_argument('--bytes', action='store_true',
+                        help='with --relay: relay the serialized bytes (raw subscription)')
+    parser.add_argument('--parts', default='1,2,3,4', help='parts to run, e.g. 1,3')
     parser.add_argument('--seconds', type=float, default=20.0, help='part 1, per target')
     parser.add_argument('--rounds', type=int, default=2, help='part 1 interleaved rounds')
-    parser.add_argument('--rates', default='100,1000,2000,3000,4000',
+    parser.add_argument('--rates', default='100,1000,2000,3000,4000,5000',
                         help='part 3 audio rates, Hz')
     parser.add_argument('--step-seconds', type=float, default=5.0, help='part 3, per step')
     parser.add_argument('--memory-arrivals', type=int, default=100000)
     parser.add_argument('--memory-rate', type=float, default=1500.0)
     args, _ = parser.parse_known_args()
+    parts = {int(p) for p in args.parts.split(',')}
     if args.relay:
-        relay_main()
+        relay_main(args.bytes)
         return
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(150, 230)))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -511,13 +543,16 @@ def main():
                   f'speech, {len(pools["vision"])} EfficientNet-Lite0 outputs on photos; '
                   f'targets up after {time.time() - started:.1f} s')
             rng = np.random.default_rng(1)
-            for t in TARGETS:  # warm-up: connections, first-arrival paths
+            for t in ALL_TARGETS:  # warm-up: connections, first-arrival paths
                 drv.run(t, events(1.0, AUDIO_HZ, rng), drain=0.3)
-            part_latency(drv, args.seconds, args.rounds, rng)
-            part_stall(drv, rng)
-            part_sustained(drv, group.procs, [float(r) for r in args.rates.split(',')],
-                           args.step_seconds)
-            if args.memory_arrivals > 0:
+            if 1 in parts:
+                part_latency(drv, args.seconds, args.rounds, rng)
+            if 2 in parts:
+                part_stall(drv, rng)
+            if 3 in parts:
+                part_sustained(drv, group.procs, [float(r) for r in args.rates.split(',')],
+                               args.step_seconds)
+            if 4 in parts and args.memory_arrivals > 0:
                 part_memory(drv, group.procs['fusion_async'], args.memory_arrivals,
                             args.memory_rate, rss_ready)
         except Exception:
