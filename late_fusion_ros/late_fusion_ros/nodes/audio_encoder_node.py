@@ -16,7 +16,7 @@ from ..shared.diagnostics import processing_values
 from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import embedding_msg, now_sec, sec_to_stamp
 from ..shared.model_thread import ModelThread
-from ..shared.parameters import declare
+from ..shared.parameters import declare, declare_model_parameters
 from ..shared.qos import EMBEDDING_QOS
 
 
@@ -37,20 +37,9 @@ class AudioEncoderNode(ManagedNode):
         """Declare every parameter; `node_options` go to rclpy's Node."""
         super().__init__('audio_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self._modality = d('modality', 'audio', 'Modality name put in each Embedding.',
-                           read_only=True)
-        self._encoder_name = d('encoder', 'silero_vad', 'Audio model: silero_vad, resemblyzer, '
-                               'torchscript_audio, onnx_audio, or plugin:<entry point name>.',
-                               read_only=True)
-        self._files = {k: v for k, v in (
-            ('model_path', d('model_path', '', 'torchscript_audio/onnx_audio: the model file.',
-                             read_only=True)),
-            ('spec_path', d('spec_path', '', 'torchscript_audio/onnx_audio: the YAML spec.',
-                            read_only=True))) if v}
-        self._device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to '
-                         'cpu).', read_only=True)
-        self._threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
-                          read_only=True, min_value=1, max_value=64)
+        self._model = declare_model_parameters(
+            self, 'audio', 'silero_vad', 'silero_vad, resemblyzer, torchscript_audio, onnx_audio',
+            'torchscript_audio/onnx_audio', 'the YAML spec')
         self._max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the '
                               'model; older ones are skipped and counted.', min_value=1,
                               max_value=10000, read_only=True)
@@ -62,10 +51,7 @@ class AudioEncoderNode(ManagedNode):
     # ------------------------------------------------------------------ lifecycle
     def configure_node(self):
         """Load and warm up the model, build the stream, create the publisher."""
-        import torch
-        torch.set_num_threads(self._threads)
-        self._encoder = enc = make_audio_encoder(self._encoder_name, device=self._device,
-                                                 **self._files)
+        self._encoder = enc = self._model.make(make_audio_encoder)
         enc.warmup()
         self._input.configure(enc.window, enc.hop, enc.sample_rate)
         self._skip_reset = False  # a skipped window is a gap for a streaming model
@@ -146,7 +132,7 @@ class AudioEncoderNode(ManagedNode):
             self._input.reject('encoder_error', f'{type(err).__name__}: {err}')
             return None
         processing = time.perf_counter() - t0 if measure else 0.0
-        msg = embedding_msg(out, self._modality, enc.encoder_id, self._seq,
+        msg = embedding_msg(out, self._model.modality, enc.encoder_id, self._seq,
                             sec_to_stamp(frame.stamp), frame_id,
                             enc.window / enc.sample_rate, processing)
         self._seq += 1

@@ -21,7 +21,7 @@ from ..shared.diagnostics import processing_values, ThrottledLog
 from ..shared.lifecycle import ManagedNode, spin_node
 from ..shared.messages import embedding_msg, now_sec, stamp_to_sec
 from ..shared.model_thread import ModelThread
-from ..shared.parameters import declare
+from ..shared.parameters import declare, declare_model_parameters
 from ..shared.qos import EMBEDDING_QOS, SENSOR_QOS
 
 
@@ -46,20 +46,9 @@ class VisionEncoderNode(ManagedNode):
         """Declare every parameter; `node_options` go to rclpy's Node."""
         super().__init__('vision_encoder', **node_options)
         d = lambda *a, **k: declare(self, *a, **k)  # noqa: E731
-        self._modality = d('modality', 'vision', 'Modality name put in each Embedding.',
-                           read_only=True)
-        self._encoder_name = d('encoder', 'efficientnet_lite0', 'Vision model: '
-                               'efficientnet_lite0, face, torchscript, onnx, or plugin:<entry '
-                               'point name>.', read_only=True)
-        self._files = {k: v for k, v in (
-            ('model_path', d('model_path', '', 'torchscript/onnx: the model file.',
-                             read_only=True)),
-            ('spec_path', d('spec_path', '', 'torchscript/onnx: the YAML preprocessing spec.',
-                            read_only=True))) if v}
-        self._device = d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to '
-                         'cpu).', read_only=True)
-        self._threads = d('num_threads', 1, 'Torch intra-op threads for this encoder.',
-                          read_only=True, min_value=1, max_value=64)
+        self._model = declare_model_parameters(
+            self, 'vision', 'efficientnet_lite0', 'efficientnet_lite0, face, torchscript, onnx',
+            'torchscript/onnx', 'the YAML preprocessing spec')
         # The slow sense yields to the fast one: on a small CPU a woken audio or fusion
         # thread preempts the vision model instead of waiting out its run (bench_drivers.py,
         # the microphone rows while a 720p camera streams, compares model_nice 10 and 0).
@@ -91,10 +80,7 @@ class VisionEncoderNode(ManagedNode):
         if self._transport not in ('raw', 'compressed'):
             raise ValueError(f"image_transport must be 'raw' or 'compressed', not "
                              f'{self._transport!r}')
-        import torch
-        torch.set_num_threads(self._threads)
-        self._encoder = make_vision_encoder(self._encoder_name, device=self._device,
-                                            top_k=self._top_k, **self._files)
+        self._encoder = self._model.make(make_vision_encoder, top_k=self._top_k)
         self._encoder.warmup()
         warm_up_conversions()
         self._last_stamp = None
@@ -240,7 +226,7 @@ class VisionEncoderNode(ManagedNode):
         stamp = stamp_to_sec(msg.header.stamp)
         period = stamp - self._last_stamp if self._last_stamp is not None else 0.0
         # Same capture stamp and frame_id as the camera frame.
-        emb = embedding_msg(out, self._modality, self._encoder.encoder_id, self._seq,
+        emb = embedding_msg(out, self._model.modality, self._encoder.encoder_id, self._seq,
                             msg.header.stamp, msg.header.frame_id, max(0.0, period),
                             processing_time)
         self._last_stamp = stamp

@@ -2,7 +2,8 @@
 # Licensed under the Apache License, Version 2.0
 """Parameter declaration with descriptors, and the report of given-but-undeclared ones."""
 
-from typing import List
+from dataclasses import dataclass, field
+from typing import Dict, List
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
@@ -60,3 +61,44 @@ def _compact(names: List[str]) -> str:
     return ', '.join(f'{head}.{{{", ".join(tails)}}}' if head and len(tails) > 1
                      else (f'{head}.{tails[0]}' if head else tails[0])
                      for head, tails in groups.items())
+
+
+@dataclass
+class ModelParameters:
+    """What an encoder node is told about its model (see declare_model_parameters)."""
+
+    modality: str
+    encoder: str
+    device: str
+    threads: int
+    files: Dict[str, str] = field(default_factory=dict)  # model_path/spec_path if given
+
+    def make(self, factory, **kwargs):
+        """Build the encoder: torch's thread count set, then factory(encoder, device, ...)."""
+        import torch
+        torch.set_num_threads(self.threads)
+        return factory(self.encoder, device=self.device, **self.files, **kwargs)
+
+
+def declare_model_parameters(node: Node, modality: str, encoder: str, encoders: str,
+                             user_models: str, spec: str) -> ModelParameters:
+    """
+    Declare the model parameters every encoder node has, read-only; return their values.
+
+    `modality` and `encoder` are the defaults, `encoders` lists the choices for the
+    description, `user_models` names the encoders that read model_path and spec_path, and
+    `spec` says what the spec file holds.
+    """
+    def d(*args, **kwargs):
+        return declare(node, *args, read_only=True, **kwargs)
+    chosen = ModelParameters(
+        modality=d('modality', modality, 'Modality name put in each Embedding.'),
+        encoder=d('encoder', encoder, f'Model: {encoders}, or plugin:<entry point name>.'),
+        device=d('device', 'cpu', 'Torch device: cpu, cuda or cuda:N (falls back to cpu).'),
+        threads=d('num_threads', 1, 'Torch intra-op threads for this encoder.', min_value=1,
+                  max_value=64))
+    for name, what in (('model_path', 'the model file'), ('spec_path', spec)):
+        value = d(name, '', f'{user_models}: {what}.')
+        if value:
+            chosen.files[name] = value
+    return chosen
