@@ -99,6 +99,8 @@ ROWS = [
     ('--batch 8', ['--batch', '8']),
     ('--max-frame-rate 10', ['--max-frame-rate', '10']),
     ('--max-frame-rate 5', ['--max-frame-rate', '5']),
+    # Whisper's own threads: 1 instead of the node's 2 (the same output bag, checked).
+    ('-p transcription:cpu_threads:=1', ['-p', 'transcription:cpu_threads:=1']),
     ('--no-transcribe', ['--no-transcribe']),
     ('--no-transcribe -j 1', ['--no-transcribe', '-j', '1']),
 ]

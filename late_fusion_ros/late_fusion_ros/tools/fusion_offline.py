@@ -31,8 +31,10 @@ always give a byte-identical OUT_BAG, whatever -j and --batch.
 Where the time goes, in parallel: frames are parsed from the bag without copying their
 pixels and converted, resized and encoded by -j threads (--batch frames per model run);
 Whisper decodes on a thread of its own; the audio encoder and the fusion run in this thread
-in receipt order, as soon as the results they wait for are in. Speech to text reuses the
-audio encoder's VAD scores where both run the same silero VAD on the same stream.
+in receipt order, as soon as the results they wait for are in. The encoder and speech
+threads run at the nice values of the live nodes' model threads (model_nice, decode_nice),
+below this one. Speech to text reuses the audio encoder's VAD scores where both run the
+same silero VAD on the same stream. --profile prints the CPU seconds of every stage.
 
 The nodes live in this process only, in a ROS context with discovery off
 (ROS_AUTOMATIC_DISCOVERY_RANGE=OFF is set here): nothing of an off-line run ever appears
@@ -677,7 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('--batch', type=int, default=4, metavar='N',
                         help='consecutive camera frames per model run (stateless encoders; '
                         'on ONNX Runtime the results do not depend on it); default 4, '
-                        '5-10 %% less CPU a frame than 1 here')
+                        'a little less CPU a frame than 1')
     parser.add_argument('--max-frame-rate', type=float, default=0.0, metavar='HZ',
                         help='encode at most this many camera frames per second of bag time '
                         '(by stamp; the others are skipped and counted); default: every frame')
