@@ -137,6 +137,12 @@ def replayed(recorded):
         # outputs and every node's counters (diagnostics at 1 Hz) stop changing.
         assert ros.wait_quiet(lambda: _progress(outputs, diags), 2.5, 60.0), \
             f'still working 60 s after bag_play: {_progress(outputs, diags)}'
+        if TRANSCRIBE:
+            # A starved decoder may still be decoding the last final, which no counter shows
+            # until it is done: nothing new for three of its slowest decodes.
+            slowest = float(diagnostics(diags, '/transcription').get('decode_ms_max') or 0)
+            assert ros.wait_quiet(lambda: (len(said), len(speech), len(outputs)),
+                                  max(2.5, 3e-3 * slowest), 60.0), 'the decoder never idled'
         monitor.send_signal(signal.SIGINT)  # Ctrl-C
         monitor_out = monitor.communicate(timeout=30)[0]
         assert monitor.returncode == 0 and 'Traceback' not in monitor_out, monitor_out
