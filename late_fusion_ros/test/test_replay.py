@@ -337,9 +337,9 @@ def test_diagnostics_one_status_per_node_and_stage(replayed):
     """Statuses '<node FQN>: <stage>' with the FQN as hardware_id, all grouped by the YAML."""
     names = {(s.name, s.hardware_id) for a in replayed['diags'] for s in a.status}
     expected = {f'/{node}: {stage}' for node, stages in (
-        ('audio_encoder', ('input', 'encoder', 'output')),
-        ('vision_encoder', ('input', 'encoder', 'output')),
-        ('fusion', ('input', 'output'))) for stage in stages}
+        ('audio_encoder', ('lifecycle', 'input', 'encoder', 'output')),
+        ('vision_encoder', ('lifecycle', 'input', 'encoder', 'output')),
+        ('fusion', ('lifecycle', 'input', 'output'))) for stage in stages}
     assert expected <= {n for n, _ in names}, names
     for name, hardware_id in names:
         assert name.startswith(hardware_id + ': '), (name, hardware_id)
