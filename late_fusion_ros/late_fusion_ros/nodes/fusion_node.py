@@ -258,7 +258,7 @@ class FusionNode(ManagedNode):
         # Finals are few and each matters: a plain reliable subscription; transcription_node
         # publishes it as `speech/transcript` at launch.
         self._subscriptions_made.append(self.create_subscription(
-            Transcript, 'speech/transcript', self._on_transcript, EMBEDDING_QOS,
+            Transcript, 'speech/transcript', self.take_transcript, EMBEDDING_QOS,
             qos_overriding_options=qos_override()))
 
     def deactivate_node(self):
@@ -406,7 +406,12 @@ class FusionNode(ManagedNode):
             return None
         return result.output
 
-    def _on_transcript(self, msg: Transcript):
+    def take_transcript(self, msg: Transcript) -> None:
+        """
+        Keep a final Transcript for the outputs that follow (partials are ignored).
+
+        The subscription callback, and fusion_offline for a bag's Transcripts.
+        """
         if msg.final:  # partials stay on the transcript topic
             self._transcript = msg
 

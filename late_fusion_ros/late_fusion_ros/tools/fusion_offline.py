@@ -613,7 +613,7 @@ class OfflineRun:
             self._writer.write(topic, stamp, serialize_message(transcript))
         t = self.clock.add('writing', t)
         # Its subscription callback: fusion_node has no public per-message method for it.
-        self._graph.fusion._on_transcript(transcript)
+        self._graph.fusion.take_transcript(transcript)
         self.clock.add('fusion', t)
 
     def _fuse(self, stamp: int, topic: Optional[str], emb, modality: Optional[str] = None):
