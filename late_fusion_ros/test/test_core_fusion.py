@@ -119,11 +119,12 @@ def test_speaking_to_robot_addressed_by_name_pulls_up_while_voice_goes_on():
     eng = speech_engine()
     eng.update(inp('speech', 1, 8.0, SPEECH_LABELS, [0.9, 0.0, 0.0]), 10.0)
     out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.6]), 10.0).output
-    # speech: age 2, r = e^(-2/5) = 0.67032005, logit(0.9) = 2.19722458 -> 1.47284368;
-    # audio: logit(0.6) = 0.40546511. P = sigmoid(1.87830879) = 0.86741675; two cues.
-    np.testing.assert_allclose(out.scores, [0.86741675, 0.13258325], rtol=1e-6)
+    # speech: age 2, r = e^(-2/5) = 0.67032005, score 0.9 -> logit((1 + 0.9) / 2) =
+    # logit(0.95) = 2.94443898 -> 1.97371647; audio: logit(0.6) = 0.40546511.
+    # P = sigmoid(2.37918158) = 0.91522596; two cues.
+    np.testing.assert_allclose(out.scores, [0.91522596, 0.08477404], rtol=1e-6)
     assert out.decision == 'speaking'
-    assert out.confidence == pytest.approx(0.86741675)
+    assert out.confidence == pytest.approx(0.91522596)
     # Voice activity alone would have said 0.6 with single-cue confidence 0.45.
     alone = engine('speaking_to_robot').update(inp('audio', 1, 10.0, ['speech'], [0.6]), 10.0)
     assert alone.output.confidence == pytest.approx(0.45)
@@ -134,15 +135,15 @@ def test_speaking_to_robot_name_cannot_outvote_silence_heard_now():
     eng = speech_engine()
     eng.update(inp('speech', 1, 9.0, SPEECH_LABELS, [0.95, 0.0, 0.0]), 10.0)
     out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.02]), 10.0).output
-    # speech: r = e^(-1/5) = 0.81873075, logit(0.95) = 2.94443898 -> 2.41070274; audio:
-    # logit(0.02) = -3.8918203. P = sigmoid(-1.48111756) = 0.18525868
-    np.testing.assert_allclose(out.scores[0], 0.18525868, rtol=1e-6)
+    # speech: r = e^(-1/5) = 0.81873075, logit((1 + 0.95) / 2) = 3.66356165 -> 2.99947059;
+    # audio: logit(0.02) = -3.8918203. P = sigmoid(-0.89234971) = 0.29062517
+    np.testing.assert_allclose(out.scores[0], 0.29062517, rtol=1e-6)
     assert out.decision == 'not_speaking'
 
 
 @pytest.mark.parametrize('scores, why', [
     ([0.0, 0.9, 0.0], 'the robot was not named (only "stop")'),
-    ([0.4, 0.0, 0.0], 'the name was heard too unsurely (p <= 0.5)'),
+    ([0.25, 0.0, 0.0], 'the name was heard too unsurely (<= addressed_threshold 0.3)'),
 ])
 def test_speaking_to_robot_unnamed_utterance_is_no_evidence(scores, why):
     """An utterance that does not (surely) name the robot gives no cue: audio alone decides."""
@@ -160,8 +161,8 @@ def test_speaking_to_robot_speech_modality_and_label_are_options():
         strategy_params={'speech_modality': 'words', 'addressed': 'hey'})
     eng.update(inp('words', 1, 9.0, ['hey'], [0.8]), 10.0)
     out = eng.update(inp('audio', 1, 10.0, ['speech'], [0.5]), 10.0).output
-    # logit(0.8) = ln 4, r = 1; logit(0.5) = 0 -> P = 0.8
-    np.testing.assert_allclose(out.scores[0], 0.8, rtol=1e-6)
+    # logit((1 + 0.8) / 2) = logit(0.9), r = 1; logit(0.5) = 0 -> P = 0.9
+    np.testing.assert_allclose(out.scores[0], 0.9, rtol=1e-6)
 
 
 @pytest.mark.parametrize('decay,age,factor', [

@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from late_fusion_msgs.msg import Embedding, FusionOutput, Transcript
 from late_fusion_ros.bringup import node_specs, ros_args
 from late_fusion_ros.bringup.launcher import executable_path
+from late_fusion_ros.core.fusion.strategies import SpeakingToRobot
 from late_fusion_ros.core.media import camera_frame, speech, stereo
 from late_fusion_ros.core.transcription import normalize_words
 import numpy as np
@@ -208,12 +209,15 @@ def test_phrase_table_raises_its_labels(run):
     for _, emb in run['seen']['speech']:
         by_stamp[_sec(emb.header.stamp)] = emb  # the newest per utterance: its final
     expected = [{'addressed_to_robot'}, {'stop'}, {'come_here'}]
+    # Raised: above the fusion's addressed_threshold (0.3). Whisper's word probability for a
+    # correctly heard "robot" is 0.42-0.79 here (0.49 in one CI run), so 0.5 is no bound.
+    cut = SpeakingToRobot.PARAMS['addressed_threshold']
     for msg, raised in zip(finals, expected):
         emb = by_stamp[_sec(msg.header.stamp)]
         assert emb.modality == 'speech'
         assert list(emb.labels) == ['addressed_to_robot', 'stop', 'come_here']
         scores = dict(zip(emb.labels, emb.scores))
-        assert {k for k, v in scores.items() if v > 0.5} == raised, (msg.text, scores)
+        assert {k for k, v in scores.items() if v > cut} == raised, (msg.text, scores)
     seqs = [e.seq for _, e in run['seen']['speech']]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 

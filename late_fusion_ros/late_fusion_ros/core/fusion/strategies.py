@@ -269,9 +269,13 @@ class SpeakingToRobot(Strategy):
       vision: v = logit(p_face * p_mouth_moving), a visible face whose mouth moves (p_face
       taken as 1 when the vision encoder does not report it; without 'mouth_moving' vision
       gives no cue, since a face alone says nothing about speech);
-      speech (the transcription node's phrase scores): s = logit(p_addressed) when the
-      latest utterance named the robot (p_addressed > 0.5), and no cue otherwise: people
-      talk to a robot without naming it, so not hearing its name is no evidence against.
+      speech (the transcription node's phrase scores): when the latest utterance named the
+      robot with score q > addressed_threshold, s = logit((1 + q) / 2), and no cue otherwise:
+      people talk to a robot without naming it, so not hearing its name is no evidence
+      against. q is Whisper's word probability, a confidence and not P(named): a correctly
+      heard "robot" scored 0.42-0.79 over 17 espeak-ng utterances here (the mass splits
+      between "robot" and "Robot"), so a name heard counts for, never against, and more
+      the surer it was heard; the default threshold 0.3 drops only the least sure.
     P(speaking) = sigmoid(r_a * a + r_v * v + r_s * s), a log-linear pool where r = prior *
     decay(age) (the score is already in the cue, so it is not weighted by confidence again)
     and a stale or absent cue drops out. Speech heard while nobody faces the robot with a
@@ -285,7 +289,8 @@ class SpeakingToRobot(Strategy):
     name = 'speaking_to_robot'
     PARAMS = {'audio': 'audio', 'speech': 'speech', 'vision': 'vision', 'face': 'face',
               'mouth_moving': 'mouth_moving', 'speech_modality': 'speech',
-              'addressed': 'addressed_to_robot', 'threshold': 0.5,
+              'addressed': 'addressed_to_robot', 'addressed_threshold': 0.3,
+              'threshold': 0.5,
               'single_cue_confidence': 0.75, 'eps': 1e-3}
     LABELS = ['speaking', 'not_speaking']
 
@@ -295,6 +300,9 @@ class SpeakingToRobot(Strategy):
         p = self.params
         if not 0.0 < float(p['threshold']) < 1.0:
             raise ValueError(f'{self.name}: threshold must be in (0, 1), got {p["threshold"]}')
+        if not 0.0 <= float(p['addressed_threshold']) < 1.0:
+            raise ValueError(f'{self.name}: addressed_threshold must be in [0, 1), got '
+                             f'{p["addressed_threshold"]}')
         if not 0.0 <= float(p['single_cue_confidence']) <= 1.0:
             raise ValueError(f'{self.name}: single_cue_confidence must be in [0, 1]')
         if not 0.0 < float(p['eps']) < 0.5:
@@ -310,8 +318,8 @@ class SpeakingToRobot(Strategy):
             prob = float(scores[labels.index(p['mouth_moving'])]) * (
                 float(scores[labels.index(p['face'])]) if p['face'] in labels else 1.0)
         elif modality == p['speech_modality'] and p['addressed'] in labels and \
-                float(scores[labels.index(p['addressed'])]) > 0.5:
-            prob = float(scores[labels.index(p['addressed'])])
+                float(scores[labels.index(p['addressed'])]) > float(p['addressed_threshold']):
+            prob = 0.5 * (1.0 + float(scores[labels.index(p['addressed'])]))
         else:
             return None
         return _logit_scalar(prob, float(p['eps']))
