@@ -77,7 +77,11 @@ class TranscriptionNode(ManagedNode):
                        min_value=0, max_value=19, read_only=True)
         self._vad_threads = d('num_threads', 1, 'Torch intra-op threads of the VAD.',
                               min_value=1, max_value=64, read_only=True)
-        self._max_pending = d('max_pending_windows', 16, 'Windows allowed to wait for the '
+        # 64 windows (2 s), not the audio encoder's 16: the VAD thread shares the process,
+        # and the GIL, with Whisper's Python-side work (tokens, word alignment), which held
+        # it long enough under a loaded CI machine to skip 9 windows at 16; a skipped window
+        # breaks the utterance, where waiting only delays a final that comes ~1 s later.
+        self._max_pending = d('max_pending_windows', 64, 'Windows allowed to wait for the '
                               'VAD; older ones are skipped and counted.', min_value=1,
                               max_value=10000, read_only=True)
         self._max_backlog = d('max_backlog', 60.0, 'Seconds of scored audio allowed to wait '
