@@ -63,8 +63,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     sudo="sudo"
   fi
   say "installing Debian packages: ${need_apt[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Under one lock: the set-ups of two distributions may run side by side (CI does), and
+  # two apt-gets at once fail on dpkg's lock instead of waiting for it.
+  $sudo flock /tmp/late_fusion_ros-apt.lock bash -c "apt-get update -qq &&
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ${need_apt[*]} >/dev/null"
 fi
 
 # ---------------------------------------------------------------- which ROS
