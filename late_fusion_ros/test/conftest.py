@@ -408,6 +408,28 @@ class RosTools:
         run = self.lifecycle('set', node, transition, check=False)
         return 'Transitioning successful' in run.stdout
 
+    def lifecycle_states(self, nodes) -> Dict[str, str]:
+        """Return {node: state} from `ros2 lifecycle get`, asked of every node at once."""
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(nodes, pool.map(self.lifecycle_state, nodes)))
+
+    def lifecycle_sequences(self, sequences: Dict[str, List[str]]) -> Dict[str, bool]:
+        """
+        Drive several nodes at once, each through its own transitions in order.
+
+        Return {node: whether every transition succeeded} (a failed one ends that node's
+        sequence). Each call of the CLI takes 1-3 s, mostly waiting on DDS, so nodes whose
+        order among themselves does not matter are driven concurrently.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        def drive(node):
+            return all(self.lifecycle_set(node, t) for t in sequences[node])
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(sequences, pool.map(drive, sequences)))
+
     def param_dumps(self, nodes) -> Dict[str, dict]:
         """Return `param_dump` of several nodes, asked concurrently (each waits on DDS)."""
         from concurrent.futures import ThreadPoolExecutor

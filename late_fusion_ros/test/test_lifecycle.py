@@ -28,8 +28,8 @@ LAUNCH = ['launch', 'late_fusion_ros', 'late_fusion.launch.py']
 # The launch file's default graph (transcription is installed here).
 NODES = ('audio_encoder', 'vision_encoder', 'transcription', 'fusion')
 EXECUTABLES = sorted(f'{n}_node' for n in NODES)
-# The encoders first, the fusion node last: the fusion node must cope with either order.
-BRING_UP = ('audio_encoder', 'transcription', 'vision_encoder', 'fusion')
+# The encoders first (together), the fusion node last: it must cope with either order.
+ENCODERS = ('audio_encoder', 'transcription', 'vision_encoder')
 
 
 def pids(launch) -> dict:
@@ -96,8 +96,8 @@ def test_managed_nodes_start_unconfigured_and_publish_nothing(ros_tools, ros, ma
     listed = []
     assert ros.wait_for(lambda: {f'/{n}' for n in NODES} <= set(
         listed.extend(ros_tools.lifecycle('nodes').stdout.split()) or listed), 30), listed
-    for node in NODES:
-        assert ros_tools.lifecycle_state(f'/{node}') == 'unconfigured'
+    states = ros_tools.lifecycle_states([f'/{n}' for n in NODES])
+    assert set(states.values()) == {'unconfigured'}, states
     # /diagnostics says so too, for each node (a plain publisher: it reports in every state).
     assert ros.wait_for(lambda: all(
         diagnostic_status(managed['diag'], node, 'lifecycle') is not None
@@ -110,11 +110,11 @@ def test_managed_nodes_start_unconfigured_and_publish_nothing(ros_tools, ros, ma
 
 def test_bring_up_encoders_first_then_fusion(ros_tools, ros, managed):
     """Configure and activate in the order encoders, fusion: outputs, nothing lost or aged."""
-    for node in BRING_UP:
-        assert ros_tools.lifecycle_set(f'/{node}', 'configure'), node
-        assert ros_tools.lifecycle_set(f'/{node}', 'activate'), node
-    for node in BRING_UP:
-        assert ros_tools.lifecycle_state(f'/{node}') == 'active'
+    up = ros_tools.lifecycle_sequences({f'/{n}': ['configure', 'activate'] for n in ENCODERS})
+    assert all(up.values()), up
+    assert ros_tools.lifecycle_sequences({'/fusion': ['configure', 'activate']})['/fusion']
+    states = ros_tools.lifecycle_states([f'/{n}' for n in NODES])
+    assert set(states.values()) == {'active'}, states
     outputs = managed['outputs']
     assert ros.wait_for(lambda: any(m.trigger_modality == 'vision' for _, m in outputs), 60)
     assert ros.wait_for(lambda: len(outputs) > 30, 30)
@@ -241,9 +241,8 @@ def test_sigint_in_every_state_and_the_shutdown_transition(ros_tools, tmp_path):
          f'__node:={name}', '-p', 'autostart:=false'], tmp_path / f'{name}.log')
         for name in states}
     ros_tools.wait_for_nodes([f'/{n}' for n in states])
-    for name, transitions in states.items():
-        for transition in transitions:
-            assert ros_tools.lifecycle_set(f'/{name}', transition), (name, transition)
+    done = ros_tools.lifecycle_sequences({f'/{n}': t for n, t in states.items()})
+    assert all(done.values()), done
     assert ros_tools.lifecycle_set('/shut_down', 'shutdown')
     proc = procs.pop('shut_down')
     assert RosHarness.wait_for(lambda: proc.proc.poll() is not None, 15), 'still running'
@@ -265,8 +264,8 @@ def test_launch_time_autostart_in_a_namespace(ros_tools, ros, tmp_path):
         ros_tools.wait_for_nodes([f'/robot1/{n}' for n in nodes])
         assert ros.wait_for(lambda: any(m.trigger_modality == 'vision' and
                                         m.modalities[1].present for _, m in outputs), 90)
-        for node in nodes:
-            assert ros_tools.lifecycle_state(f'/robot1/{node}') == 'active'
+        states = ros_tools.lifecycle_states([f'/robot1/{n}' for n in nodes])
+        assert set(states.values()) == {'active'}, states
         # Launch drives the transitions once: a node deactivated later stays inactive.
         assert ros_tools.lifecycle_set('/robot1/vision_encoder', 'deactivate')
         time.sleep(2.0)
