@@ -141,8 +141,16 @@ def test_unknown_section_and_parameter_are_reported_at_start_up(ros_tools, graph
 
 def test_strategy_options_are_declared_listable_and_settable(ros_tools, graph):
     """Every option of every strategy is a declared parameter, validated when set."""
-    listed = ros_tools.ros2('param', 'list', '/fusion', '--no-daemon',
-                            '--spin-time', '5').stdout
+    # 2 s of discovery, repeated until the node is found (one call with 5 s took 10.6 s).
+    out = ['']
+
+    def listed_now():
+        out[0] = ros_tools.ros2('param', 'list', '/fusion', '--no-daemon', '--spin-time', '2',
+                                check=False).stdout
+        return 'strategy_params.' in out[0]
+
+    assert RosHarness.wait_for(listed_now, 60, 0.5), out[0]
+    listed = out[0]
     names = {line.strip() for line in listed.splitlines()}
     for strategy, cls in STRATEGIES.items():
         for option in cls.PARAMS:
