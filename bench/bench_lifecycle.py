@@ -24,7 +24,8 @@ import os
 import sys
 import time
 
-from benchlib import collect_diagnostics, spin_in_background, table, wait_for
+from benchlib import (collect_diagnostics, exit_status, spin_in_background, table,
+                      wait_for)
 
 ORDER = ('fusion', 'audio_encoder', 'transcription', 'vision_encoder', 'face_encoder')
 
@@ -162,11 +163,7 @@ def main(argv=None):
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-    bad = {k: v for k, v in codes.items() if v}
-    if bad:
-        print(f'exit codes: {bad}', file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(codes)
 
 
 if __name__ == '__main__':

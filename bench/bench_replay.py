@@ -28,7 +28,7 @@ import tempfile
 import time
 
 from bench_offline import make_bag
-from benchlib import pct, spin_in_background, table, wait_for
+from benchlib import exit_status, pct, spin_in_background, table, wait_for
 import numpy as np
 
 
@@ -102,11 +102,7 @@ def main(argv=None):
           'audio and vision encoders: audio delay beyond the best case, ms',
           ['setting', 'round', 'raw chunks', 'raw p50', 'raw p99', 'raw max', 'embeddings',
            'emb p50', 'emb p99', 'emb max'], rows)
-    bad = {k: v for k, v in codes.items() if v}
-    if bad:
-        print(f'exit codes: {bad}', file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(codes)
 
 
 if __name__ == '__main__':

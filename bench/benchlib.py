@@ -20,6 +20,14 @@ def table(title, headers, rows):
     sys.stdout.flush()
 
 
+def exit_status(codes):
+    """Return the benchmark's exit status: 1 (and say which) if a process exited non-zero."""
+    bad = {k: v for k, v in codes.items() if v}
+    if bad:
+        print(f'exit codes: {bad}', file=sys.stderr)
+    return 1 if bad else 0
+
+
 def pct(values, q):
     """Return the q-th percentile of values, or nan when empty."""
     return float(np.percentile(values, q)) if len(values) else float('nan')
