@@ -20,7 +20,8 @@ capture-to-output latency p50/p99 per trigger at the fusion host, next to the ra
 floor over the same hops (multihost_relay.py: each input turned into an Embedding at once,
 no model, no fusion), measured first with the same drivers and link. Then in layout a the
 offload host's link is cut for 5 s and for 60 s (past DDS's 20 s participant lease): the
-time until vision contributes again, and the robot's audio windows that got no output.
+time until vision contributes again, the robot's audio windows that got no output, and
+whether (after how long) the robot's DDS forgot the vision publisher.
 
     python bench/bench_multihost.py [--seconds 20] [--drops 5 60]
 """
@@ -122,7 +123,8 @@ def run_layout(name, seconds, log_root, drops=()):
     try:
         probe = net.probe(fusion_host, '--fusion', '/fusion_output',
                           '--embedding', '/floor/vision_out', '--embedding', '/floor/audio_out',
-                          '--embedding', '/audio/embedding')
+                          '--embedding', '/audio/embedding',
+                          '--publishers', '/vision/embedding')
         drivers = {h: [s for s in specs if s.executable == 'media_player_node']
                    for h, specs in place.items()}
         for host, specs in drivers.items():
@@ -224,7 +226,12 @@ def measure_drop(net, probe, seconds_down):
     times = sorted(r['t'] for r in records if r['kind'] == 'fusion' and
                    r['trigger'] == 'audio' and cut - 1 < r['t'] < back + 2)
     gap = max((b - a for a, b in zip(times, times[1:])), default=float('nan'))
-    return [f'{seconds_down:g} s', 'never' if recovered is None else f'{recovered:.2f}',
+    # Whether DDS gave the offload host up (its participant's lease ran out): the robot
+    # then knew no vision publisher, and recovery took discovery, not only repairs.
+    gone = [r['t'] - cut for r in records if r['kind'] == 'publishers' and
+            cut < r['t'] < back and r['count'] == 0]
+    return [f'{seconds_down:g} s', f'after {gone[0]:.1f} s' if gone else 'no',
+            'never' if recovered is None else f'{recovered:.2f}',
             f'{len(windows - fused)} of {len(windows)}', f'{1e3 * gap:.0f}']
 
 
@@ -257,7 +264,8 @@ def main(argv=None):
           [r for r in rows if r[1].endswith('latency')])
     if drops:
         table("layout a: the offload host's link cut, then restored",
-              ['drop', 'vision back after (s)', 'robot audio windows without output',
+              ['drop', "robot forgot vision's publisher", 'vision back after (s)',
+               'robot audio windows without output',
                'longest gap between audio outputs (ms)'], drops)
     print(f'(node logs: {log_root})')
     return 0

@@ -23,6 +23,9 @@ def main(argv=None):
     parser.add_argument('--fusion', action='append', default=[], help='FusionOutput topic')
     parser.add_argument('--embedding', action='append', default=[], help='Embedding topic')
     parser.add_argument('--diagnostics', action='store_true', help='/diagnostics too')
+    parser.add_argument('--publishers', action='append', default=[],
+                        help='report the number of publishers this host knows on a topic, '
+                        'each time it changes (checked twice a second)')
     parser.add_argument('--name', default='probe')
     args = parser.parse_args(argv)
     import rclpy
@@ -69,6 +72,18 @@ def main(argv=None):
         node.create_subscription(Embedding, topic, on_embedding(topic), qos)
     if args.diagnostics:
         node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 50)
+    known = {}
+
+    def on_graph():
+        # What discovery says, not what arrives: a peer whose lease expired drops to 0.
+        for topic in args.publishers:
+            count = node.count_publishers(topic)
+            if known.get(topic) != count:
+                known[topic] = count
+                emit({'kind': 'publishers', 'topic': topic, 'count': count})
+
+    if args.publishers:
+        node.create_timer(0.5, on_graph)
     stop = []
     signal.signal(signal.SIGINT, lambda *_: stop.append(True))
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
