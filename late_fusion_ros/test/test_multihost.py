@@ -99,8 +99,10 @@ def offload(tmp_path_factory):
         net.start('robot', specs['fusion_node'], specs['audio_encoder_node'],
                   specs['transcription_node'], mic, camera)
         net.start('offload', specs['vision_encoder_node'])
-        assert wait_for(lambda: fused_with(probe.records('fusion'), 'vision'), 120), \
-            'no output with vision from the offload host'
+        # Both modalities flowing, past their start-up: the drop test measures from here.
+        assert wait_for(lambda: len(fused_with(fused_with(probe.records('fusion'), 'vision'),
+                                               'audio')) > 20, 120), \
+            'no output with vision from the offload host and audio from the robot'
         yield net, probe
     except BaseException:
         net.close()
@@ -264,13 +266,15 @@ def test_layout_b_without_multicast(discovery, tmp_path):
         specs = graph_specs(transcribe=False)
         mic, camera = drivers()
         probe = net.probe('base', '--fusion', '/fusion_output', '--embedding',
-                          '/vision/embedding', '--embedding', '/audio/embedding')
+                          '/vision/embedding', '--embedding', '/audio/embedding',
+                          '--diagnostics')
         net.start('mic', mic, specs['audio_encoder_node'])
         net.start('camera', camera, specs['vision_encoder_node'])
         net.start('base', specs['fusion_node'])
         assert wait_for(lambda: len(fused_with(fused_with(probe.records('fusion'), 'vision'),
                                                'audio')) > 20, 120), \
-            f'no fused output on the base host with {discovery}'
+            f'no fused output on the base host with {discovery}; its /diagnostics heard: ' + \
+            str({r['name']: r['message'] for r in probe.records('diagnostics')})
         embeddings = {(r['modality'], r['seq']): r for r in probe.records('embedding')}
         for out in probe.records('fusion')[-20:]:
             emb = embeddings.get((out['trigger'], out['seq']))
