@@ -100,8 +100,13 @@ def offload(tmp_path_factory):
                   specs['transcription_node'], mic, camera)
         net.start('offload', specs['vision_encoder_node'])
         # Both modalities flowing, past their start-up: the drop test measures from here.
-        assert wait_for(lambda: len(fused_with(fused_with(probe.records('fusion'), 'vision'),
-                                               'audio')) > 20, 120), \
+        # (The audio encoder's first ~1 s waits for the microphone's latched AudioInfo, and
+        # its backlog then comes at once: 20 outputs alone can all be that burst.)
+
+        def steady():
+            both = fused_with(fused_with(probe.records('fusion'), 'vision'), 'audio')
+            return len(both) > 20 and both[-1]['t'] - both[0]['t'] > 5.0
+        assert wait_for(steady, 120), \
             'no output with vision from the offload host and audio from the robot'
         yield net, probe
     except BaseException:
@@ -245,9 +250,18 @@ def discovery_server(net, host):
         kilted = bool(glob.glob(os.path.join(venv, 'lib', 'libfastdds.so.3*')))
         cmd = [os.path.join(venv, 'bin', 'fast-discovery-server')] + (['42'] if kilted else [])
         cmd += ['-i', '0', '-l', net.hosts.address[host], '-p', '11811']
-    log = open(os.path.join(net.log_dir, 'discovery_server.log'), 'w')
-    proc = subprocess.Popen(net.prefix(host) + cmd, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    path = os.path.join(net.log_dir, 'discovery_server.log')
+    with open(path, 'w') as log:
+        proc = subprocess.Popen(net.prefix(host) + cmd, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    # Clients start once the server listens, as a user starts the server first.
+
+    def listening():
+        with open(path) as f:
+            text = f.read()
+        return 'Server started' in text or 'Server is running' in text
+    assert wait_for(lambda: listening() or proc.poll() is not None, 20) and proc.poll() is None, \
+        open(path).read()
     return proc, address
 
 
