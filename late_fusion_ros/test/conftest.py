@@ -441,11 +441,17 @@ class RosTools:
 
     def param_dump(self, node: str, timeout: float = 60.0) -> dict:
         """Return every parameter of `node` (flattened names) from `ros2 param dump`."""
-        out = self.ros2('param', 'dump', node, '--no-daemon', '--timeout', '30',
-                        timeout=timeout).stdout
-        doc = yaml.safe_load(out)
-        (_, section), = doc.items()
-        return flatten(section['ros__parameters'])
+        # Each call discovers the graph afresh (--no-daemon): on a loaded machine one call
+        # printed nothing for a node that `ros2 node list` had just listed. Asked again.
+        end, out = time.time() + timeout, ''
+        while time.time() < end:
+            out = self.ros2('param', 'dump', node, '--no-daemon', '--timeout', '30',
+                            timeout=timeout, check=False).stdout
+            doc = yaml.safe_load(out)
+            if isinstance(doc, dict) and len(doc) == 1:
+                (_, section), = doc.items()
+                return flatten(section['ros__parameters'])
+        raise AssertionError(f'ros2 param dump {node} gave no parameters: {out!r}')
 
 
 def _sourced_env(setup: pathlib.Path) -> Dict[str, str]:
