@@ -270,6 +270,10 @@ def test_launch_time_autostart_in_a_namespace(ros_tools, ros, tmp_path):
         assert ros_tools.lifecycle_set('/robot1/vision_encoder', 'deactivate')
         time.sleep(2.0)
         assert ros_tools.lifecycle_state('/robot1/vision_encoder') == 'inactive'
+    except BaseException:
+        # A failed test must not leave /robot1 running into the next module's graph.
+        launch.stop(group=True)
+        raise
     finally:
         player.stop(group=True)
     assert_clean_sigint(launch, sorted(f'{n}_node' for n in nodes))
