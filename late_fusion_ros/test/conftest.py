@@ -411,11 +411,17 @@ class RosTools:
         run = self.lifecycle('set', node, transition, check=False)
         return 'Transitioning successful' in run.stdout
 
+    @staticmethod
+    def _each(call, nodes) -> dict:
+        """Return {node: call(node)}, the calls made concurrently (each waits on DDS)."""
+        from concurrent.futures import ThreadPoolExecutor
+        nodes = list(nodes)
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return dict(zip(nodes, pool.map(call, nodes)))
+
     def lifecycle_states(self, nodes) -> Dict[str, str]:
         """Return {node: state} from `ros2 lifecycle get`, asked of every node at once."""
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return dict(zip(nodes, pool.map(self.lifecycle_state, nodes)))
+        return self._each(self.lifecycle_state, nodes)
 
     def lifecycle_sequences(self, sequences: Dict[str, List[str]]) -> Dict[str, bool]:
         """
@@ -425,19 +431,12 @@ class RosTools:
         sequence). Each call of the CLI takes 1-3 s, mostly waiting on DDS, so nodes whose
         order among themselves does not matter are driven concurrently.
         """
-        from concurrent.futures import ThreadPoolExecutor
-
-        def drive(node):
-            return all(self.lifecycle_set(node, t) for t in sequences[node])
-
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return dict(zip(sequences, pool.map(drive, sequences)))
+        return self._each(
+            lambda node: all(self.lifecycle_set(node, t) for t in sequences[node]), sequences)
 
     def param_dumps(self, nodes) -> Dict[str, dict]:
         """Return `param_dump` of several nodes, asked concurrently (each waits on DDS)."""
-        from concurrent.futures import ThreadPoolExecutor
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return dict(zip(nodes, pool.map(self.param_dump, nodes)))
+        return self._each(self.param_dump, nodes)
 
     def param_dump(self, node: str, timeout: float = 60.0) -> dict:
         """Return every parameter of `node` (flattened names) from `ros2 param dump`."""
